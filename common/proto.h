@@ -1,0 +1,111 @@
+/*
+ * Every message exchanged between the pop3d processes, and its fixed
+ * layout.  A receiver checks the size of each message against its struct
+ * before it reads a field, and checks every string for its NUL.
+ */
+
+#ifndef POP3D_PROTO_H
+#define POP3D_PROTO_H
+
+#include <stdint.h>
+
+#define PROC_FD			3	/* helpers' imsg channel to the master */
+
+#define POP3D_NAMELEN		256	/* 255 octets and the NUL */
+#define POP3D_PASSLEN		256
+#define POP3D_PATHLEN		1024
+#define POP3D_ADDRLEN		64	/* "[address]:port" of a peer */
+
+enum imsg_type {
+	IMSG_NONE,
+
+	/* master -> login, at start */
+	IMSG_LOGIN_CONF,	/* struct login_conf */
+	IMSG_LOGIN_PKI,		/* struct login_pki, cert bytes, key bytes */
+	IMSG_LOGIN_LISTENER,	/* struct login_listener, listening fd */
+	IMSG_LOGIN_READY,	/* no data: configuration complete */
+
+	/* login -> master */
+	IMSG_AUTH_REQUEST,	/* struct auth_request */
+
+	/* master -> login */
+	IMSG_AUTH_RESULT,	/* struct auth_result, socketpair end if OK */
+
+	/* master -> mailbox */
+	IMSG_MAILBOX_START,	/* struct mailbox_start, client stream fd */
+
+	/* mailbox -> master */
+	IMSG_MAILBOX_DONE,	/* struct mailbox_done */
+
+	IMSG_MAX
+};
+
+struct login_conf {
+	uint32_t	uid;
+	uint32_t	gid;
+	uint32_t	verbose;
+	uint32_t	timeout;		/* pre-auth idle, seconds */
+	char		chroot[POP3D_PATHLEN];
+};
+
+struct login_pki {
+	char		name[POP3D_NAMELEN];
+	uint32_t	certlen;
+	uint32_t	keylen;
+	/* followed by certlen bytes of PEM certificate, keylen of key */
+};
+
+#define LISTEN_TLS		0x01	/* implicit TLS (RFC 8314) */
+
+struct login_listener {
+	uint32_t	id;
+	uint32_t	flags;
+	char		pki[POP3D_NAMELEN];
+	char		addr[POP3D_ADDRLEN];	/* for log messages */
+};
+
+#define AUTH_REQ_TLS		0x01	/* credentials came over TLS */
+
+struct auth_request {
+	uint32_t	conn;			/* login process' id */
+	uint32_t	flags;
+	char		user[POP3D_NAMELEN];
+	char		pass[POP3D_PASSLEN];
+	char		peer[POP3D_ADDRLEN];
+};
+
+enum auth_status {
+	AUTH_OK,		/* fd is the session's socketpair end */
+	AUTH_FAIL,		/* bad user or password */
+	AUTH_TEMPFAIL		/* server trouble, try later */
+};
+
+struct auth_result {
+	uint32_t	conn;
+	uint32_t	status;
+};
+
+enum maildrop_type {
+	MAILDROP_MAILDIR
+};
+
+struct mailbox_start {
+	uint32_t	session;
+	uint32_t	uid;
+	uint32_t	gid;
+	uint32_t	type;			/* enum maildrop_type */
+	uint32_t	verbose;
+	uint32_t	timeout;		/* autologout, seconds */
+	char		user[POP3D_NAMELEN];
+	char		maildrop[POP3D_PATHLEN];
+};
+
+struct mailbox_done {
+	uint32_t	session;
+	uint32_t	retrieved;
+	uint32_t	deleted;
+	uint32_t	pad;
+	uint64_t	bytes;
+};
+
+#endif /* POP3D_PROTO_H */

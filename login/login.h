@@ -1,0 +1,93 @@
+/*
+ * The login process: TLS, the AUTHORIZATION state and the relay.
+ */
+
+#ifndef POP3D_LOGIN_H
+#define POP3D_LOGIN_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <event.h>
+#include <stdint.h>
+
+#include "iobuf.h"
+#include "proto.h"
+
+#define LINE_MAX_PREAUTH	255	/* RFC 2449: command line, CRLF excluded */
+#define PREAUTH_BUFSIZE		1024
+#define RELAY_BUFSIZE		(16 * 1024)
+
+struct tls;
+
+struct pki_ctx {
+	TAILQ_ENTRY(pki_ctx)	 entry;
+	char			 name[POP3D_NAMELEN];
+	struct tls		*tls;		/* server context */
+};
+
+struct listener {
+	TAILQ_ENTRY(listener)	 entry;
+	uint32_t		 id;
+	uint32_t		 flags;
+	int			 fd;
+	char			 addr[POP3D_ADDRLEN];
+	struct pki_ctx		*pki;
+	struct event		 ev;
+	struct event		 pause;		/* out of descriptors */
+};
+
+enum conn_state {
+	CONN_HANDSHAKE,		/* implicit TLS not yet up */
+	CONN_AUTHORIZATION,	/* reading commands */
+	CONN_AUTHWAIT,		/* credentials at the master */
+	CONN_RELAY,		/* logged in: pumping to the mailbox */
+	CONN_CLOSING		/* flushing the last reply, then close */
+};
+
+struct conn {
+	TAILQ_ENTRY(conn)	 entry;
+	uint32_t		 id;
+	int			 fd;
+	struct tls		*tls;		/* NULL without TLS */
+	struct listener		*l;
+	enum conn_state		 state;
+	char			 peer[POP3D_ADDRLEN];
+	struct event		 ev;		/* client socket */
+	struct event		 timer;		/* pre-auth deadline */
+	short			 rwant;		/* event a read waits on */
+	short			 wwant;		/* event a write waits on */
+	int			 client_eof;
+	struct iobuf		 in;		/* from the client */
+	struct iobuf		 out;		/* to the client */
+	int			 skipline;	/* discarding an overlong line */
+	char			 user[POP3D_NAMELEN];
+	int			 mfd;		/* mailbox socketpair end */
+	struct event		 mev;
+	int			 mbox_eof;	/* mailbox closed its end */
+	int			 mbox_wshut;	/* no more input for it */
+};
+
+/* login.c */
+extern uint32_t		 login_timeout;
+int			 master_compose(uint32_t, int, const void *, size_t);
+
+/* conn.c */
+void			 conn_accept(int, short, void *);
+void			 conn_pump(struct conn *);
+void			 conn_close(struct conn *);
+struct conn		*conn_find(uint32_t);
+int			 conn_reply(struct conn *, const char *);
+void			 conn_closeall(void);
+
+/* authorization.c */
+void			 authorization_greet(struct conn *);
+void			 authorization_input(struct conn *);
+void			 authorization_result(struct conn *, uint32_t, int);
+
+/* relay.c */
+void			 relay_start(struct conn *, int);
+void			 relay_pump(struct conn *);
+void			 relay_close(struct conn *);
+
+#endif /* POP3D_LOGIN_H */

@@ -1,0 +1,366 @@
+/*
+ * The Maildir.  After the chroot it is "/": new deliveries wait in
+ * /new, seen messages live in /cur.  A message's file name may change
+ * its flags after the ':' (another mail reader does that), the part
+ * before it never changes and names the message in the index.
+ */
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mailbox.h"
+
+static int	 maildir_mkdirs(void);
+static int	 maildir_path(char *, size_t, const char *, const char *);
+static int	 maildir_deliver(void);
+static int	 maildir_readcur(struct session *);
+static int	 maildir_msgopen(const char *);
+static int	 maildir_find(struct msg *);
+
+static const char *const maildir_dirs[] = { "/cur", "/new", "/tmp" };
+
+/* A Maildir nobody delivered to yet may lack its subdirectories. */
+static int
+maildir_mkdirs(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(maildir_dirs) / sizeof(maildir_dirs[0]); i++) {
+		if (mkdir(maildir_dirs[i], 0700) == 0)
+			log_info("created %s in the maildrop", maildir_dirs[i]);
+		else if (errno != EEXIST) {
+			log_warn("mkdir %s", maildir_dirs[i]);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static int
+maildir_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	int	 n;
+
+	n = snprintf(buf, len, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Move every new/X to cur/X:2, so it counts as seen.  The names are
+ * taken first: a directory changing under readdir(3) may repeat or skip
+ * entries.
+ */
+static int
+maildir_deliver(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 sb;
+	char		**names = NULL, **tmp;
+	char		 from[PATH_MAX], to[PATH_MAX];
+	size_t		 n = 0, cap = 0, i;
+	int		 rv = -1;
+
+	if ((d = opendir("/new")) == NULL) {
+		log_warn("opendir /new");
+		return (-1);
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((tmp = reallocarray(names, cap,
+			    sizeof(*names))) == NULL) {
+				log_warn("reallocarray");
+				goto done;
+			}
+			names = tmp;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL) {
+			log_warn("strdup");
+			goto done;
+		}
+		n++;
+	}
+	if (errno != 0) {
+		log_warn("readdir /new");
+		goto done;
+	}
+
+	for (i = 0; i < n; i++) {
+		if (maildir_path(from, sizeof(from), "/new", names[i]) == -1 ||
+		    snprintf(to, sizeof(to), "/cur/%s%s", names[i],
+		    strchr(names[i], ':') != NULL ? "" : ":2,") >=
+		    (int)sizeof(to)) {
+			log_warnx("new/%s: name too long", safename(names[i]));
+			continue;
+		}
+		/* Unique names make this rare, but never clobber mail. */
+		if (lstat(to, &sb) == 0) {
+			log_warnx("new/%s: %s exists, left in new",
+			    safename(names[i]), safename(to + 1));
+			continue;
+		}
+		if (rename(from, to) == -1) {
+			/* Gone already: someone else took it. */
+			if (errno != ENOENT)
+				log_warn("rename new/%s", safename(names[i]));
+			continue;
+		}
+		log_debug("moved new/%s to %s", safename(names[i]),
+		    safename(to + 1));
+	}
+	rv = 0;
+ done:
+	closedir(d);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return (rv);
+}
+
+static int
+maildir_readcur(struct session *s)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct msg	*m, *tmp;
+	size_t		 cap = 0;
+
+	if ((d = opendir("/cur")) == NULL) {
+		log_warn("opendir /cur");
+		return (-1);
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || de->d_type == DT_DIR)
+			continue;
+		if (s->nmsgs == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((tmp = reallocarray(s->msgs, cap,
+			    sizeof(*s->msgs))) == NULL) {
+				log_warn("reallocarray");
+				goto fail;
+			}
+			s->msgs = tmp;
+		}
+		m = &s->msgs[s->nmsgs];
+		memset(m, 0, sizeof(*m));
+		if ((m->name = strdup(de->d_name)) == NULL ||
+		    (m->base = strndup(de->d_name,
+		    strcspn(de->d_name, ":"))) == NULL) {
+			log_warn("strdup");
+			free(m->name);
+			goto fail;
+		}
+		s->nmsgs++;
+	}
+	if (errno != 0) {
+		log_warn("readdir /cur");
+		goto fail;
+	}
+	closedir(d);
+	return (0);
+ fail:
+	closedir(d);
+	return (-1);
+}
+
+int
+maildir_scan(struct session *s)
+{
+	if (maildir_mkdirs() == -1 || maildir_deliver() == -1 ||
+	    maildir_readcur(s) == -1)
+		return (-1);
+	log_debug("%zu files in cur", s->nmsgs);
+	return (0);
+}
+
+/* Open a message file: a regular file, and never a FIFO that blocks. */
+static int
+maildir_msgopen(const char *name)
+{
+	struct stat	 sb;
+	char		 path[PATH_MAX];
+	int		 fd, flags;
+
+	if (maildir_path(path, sizeof(path), "/cur", name) == -1)
+		return (-1);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1)
+		return (-1);
+	if (fstat(fd, &sb) == -1)
+		goto fail;
+	if (!S_ISREG(sb.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1)
+		goto fail;
+	return (fd);
+ fail:
+	close(fd);
+	return (-1);
+}
+
+/* The octets RETR will announce: the file read once, transformed. */
+int
+maildir_size(const struct msg *m, uint64_t *size)
+{
+	static unsigned char	 buf[MAILBOX_CHUNK];
+	struct xform		 x;
+	ssize_t			 n;
+	int			 fd, saved;
+
+	if ((fd = maildir_msgopen(m->name)) == -1)
+		return (-1);
+	xform_init(&x, 0);
+	for (;;) {
+		if ((n = read(fd, buf, sizeof(buf))) == -1) {
+			if (errno == EINTR)
+				continue;
+			saved = errno;
+			close(fd);
+			errno = saved;
+			return (-1);
+		}
+		if (n == 0)
+			break;
+		xform_chunk(&x, buf, n, NULL);
+	}
+	xform_finish(&x, NULL);
+	close(fd);
+	*size = x.size;
+	return (0);
+}
+
+/*
+ * Another reader may have renamed the file to change its flags: look
+ * for the same base name in cur/.  The lock keeps other pop3d sessions
+ * out, not every mail program.
+ */
+static int
+maildir_find(struct msg *m)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		*name;
+	size_t		 len = strlen(m->base);
+
+	if ((d = opendir("/cur")) == NULL)
+		return (-1);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, m->base, len) != 0 ||
+		    (de->d_name[len] != ':' && de->d_name[len] != '\0') ||
+		    strcmp(de->d_name, m->name) == 0)
+			continue;
+		if ((name = strdup(de->d_name)) == NULL) {
+			closedir(d);
+			return (-1);
+		}
+		log_debug("cur/%s is now cur/%s", safename(m->name),
+		    safename(name));
+		free(m->name);
+		m->name = name;
+		closedir(d);
+		return (0);
+	}
+	closedir(d);
+	errno = ENOENT;
+	return (-1);
+}
+
+/* A descriptor for RETR, -1 with errno ENOENT if the message is gone. */
+int
+maildir_open(struct msg *m)
+{
+	int	 fd;
+
+	if ((fd = maildir_msgopen(m->name)) == -1 && errno == ENOENT &&
+	    maildir_find(m) == 0)
+		fd = maildir_msgopen(m->name);
+	return (fd);
+}
+
+/* A message already gone counts as removed: that was the intent. */
+int
+maildir_unlink(struct msg *m)
+{
+	char	 path[PATH_MAX];
+	int	 tries;
+
+	/* Each retry needs another program renaming it: a few will do. */
+	for (tries = 0; tries < 3; tries++) {
+		if (maildir_path(path, sizeof(path), "/cur", m->name) == -1) {
+			log_warn("cur/%s", safename(m->name));
+			return (-1);
+		}
+		if (unlink(path) == 0)
+			return (0);
+		if (errno != ENOENT) {
+			log_warn("unlink cur/%s", safename(m->name));
+			return (-1);
+		}
+		if (maildir_find(m) == -1) {
+			if (errno == ENOENT) {
+				log_debug("cur/%s already gone",
+				    safename(m->name));
+				return (0);
+			}
+			log_warn("opendir /cur");
+			return (-1);
+		}
+	}
+	log_warnx("cur/%s keeps changing its name", safename(m->name));
+	return (-1);
+}
+
+/*
+ * A file name fit for a log line: the user chooses names, and must not
+ * write lines of their own into the log.  Two buffers serve one call.
+ */
+const char *
+safename(const char *name)
+{
+	static char	 buf[2][NAME_MAX + 1];
+	static int	 which;
+	char		*p;
+	size_t		 i;
+
+	which = !which;
+	p = buf[which];
+	for (i = 0; name[i] != '\0' && i < NAME_MAX; i++)
+		p[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+	p[i] = '\0';
+	return (p);
+}
+
+void
+maildir_free(struct session *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->nmsgs; i++) {
+		free(s->msgs[i].name);
+		free(s->msgs[i].base);
+		free(s->msgs[i].uidl);
+	}
+	free(s->msgs);
+	s->msgs = NULL;
+	s->nmsgs = 0;
+}

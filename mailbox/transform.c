@@ -1,0 +1,74 @@
+/*
+ * The byte transform between a Maildir file and a RETR reply.  Pure:
+ * no I/O, no logging, so the unit test links it alone.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mailbox.h"
+
+#define PUT(c) do {				\
+	if (out != NULL)			\
+		out[o] = (c);			\
+	o++;					\
+} while (0)
+
+void
+xform_init(struct xform *x, int stuff)
+{
+	x->stuff = stuff;
+	x->cr = 0;
+	x->bol = 1;
+	x->empty = 1;
+	x->size = 0;
+}
+
+/* Writes at most 2 * len octets to out. */
+size_t
+xform_chunk(struct xform *x, const unsigned char *in, size_t len,
+    unsigned char *out)
+{
+	size_t		 i, o = 0, dots = 0;
+	unsigned char	 c;
+
+	for (i = 0; i < len; i++) {
+		c = in[i];
+		if (c == '\n') {
+			/* The CR may have ended the previous chunk. */
+			if (!x->cr)
+				PUT('\r');
+			PUT('\n');
+			x->cr = 0;
+			x->bol = 1;
+			continue;
+		}
+		if (c == '.' && x->bol && x->stuff) {
+			PUT('.');
+			dots++;
+		}
+		PUT(c);
+		x->cr = c == '\r';
+		x->bol = 0;
+	}
+	if (len > 0)
+		x->empty = 0;
+	x->size += o - dots;
+	return (o);
+}
+
+size_t
+xform_finish(struct xform *x, unsigned char *out)
+{
+	size_t	 o = 0;
+
+	if (x->empty || x->bol)
+		return (0);
+	if (!x->cr)
+		PUT('\r');
+	PUT('\n');
+	x->cr = 0;
+	x->bol = 1;
+	x->size += o;
+	return (o);
+}
