@@ -398,8 +398,11 @@ index_sync(struct session *s)
 	if ((rv = index_rows(&rows, &nrows)) != IDX_OK)
 		goto fail;
 
-	qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_base);
-	qsort(rows, nrows, sizeof(*rows), cmp_rowbase);
+	/* qsort(3) wants an array, even an empty one. */
+	if (s->nmsgs > 0)
+		qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_base);
+	if (nrows > 0)
+		qsort(rows, nrows, sizeof(*rows), cmp_rowbase);
 
 	/* Two files of one message (a crashed rename?): show one. */
 	for (i = 1; i < s->nmsgs; i++) {
@@ -504,7 +507,8 @@ index_compact(struct session *s)
 		s->msgs[n++] = s->msgs[i];
 	}
 	s->nmsgs = n;
-	qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_id);
+	if (n > 0)
+		qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_id);
 }
 
 int

@@ -28,9 +28,11 @@
 #include "mailbox.h"
 
 static struct imsgbuf	 ibuf;
+volatile sig_atomic_t	 mailbox_stopping;
 
 __attribute__((__noreturn__))
 static void	 usage(void);
+static void	 sig_stop(int);
 static void	 set_blocking(int);
 static int	 recv_start(struct mailbox_start *);
 static void	 client_setup(struct session *);
@@ -200,9 +202,20 @@ session_end(struct session *s, const char *reason)
 	exit(0);
 }
 
+/*
+ * Asked to stop (pop3d is shutting down): honoured only while waiting
+ * for a command, so an UPDATE under way always completes.
+ */
+static void
+sig_stop(int sig)
+{
+	mailbox_stopping = 1;
+}
+
 int
 main(int argc, char *argv[])
 {
+	struct sigaction	 sa;
 	struct mailbox_start	 ms;
 	struct session		 s;
 	int			 ch, debug = 0, verbose = 0;
@@ -230,6 +243,13 @@ main(int argc, char *argv[])
 
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
+	/* No SA_RESTART: a stop request must interrupt the wait for input. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sig_stop;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) == -1 ||
+	    sigaction(SIGINT, &sa, NULL) == -1)
+		fatal("sigaction");
 	umask(077);
 
 	set_blocking(PROC_FD);

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,7 @@ struct session {
 };
 
 /* mailbox.c */
+extern volatile sig_atomic_t mailbox_stopping;
 __attribute__((__noreturn__))
 void	 session_end(struct session *, const char *);
 

@@ -389,6 +389,11 @@ input(struct session *s)
 
 	ms = s->timeout > INT_MAX / 1000 ? INT_MAX : s->timeout * 1000;
 	for (;;) {
+		if (mailbox_stopping) {
+			out_printf("-ERR [SYS/TEMP] Server shutting down.\r\n");
+			out_flush();
+			session_end(s, "shutdown");
+		}
 		pfd.fd = s->fd;
 		pfd.events = POLLIN;
 		pfd.revents = 0;
