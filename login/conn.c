@@ -212,10 +212,12 @@ conn_arm(struct conn *c)
 			ev |= c->wwant;
 	}
 	event_del(&c->ev);
-	if (ev == 0)
-		return;
-	event_set(&c->ev, c->fd, ev, conn_event, c);
-	event_add(&c->ev, NULL);
+	if (ev != 0) {
+		event_set(&c->ev, c->fd, ev, conn_event, c);
+		event_add(&c->ev, NULL);
+	}
+	if (c->state == CONN_RELAY)
+		relay_arm(c);
 }
 
 /* 1 done, 0 in progress, -1 failed. */

@@ -88,6 +88,7 @@ void			 authorization_result(struct conn *, uint32_t, int);
 /* relay.c */
 void			 relay_start(struct conn *, int);
 void			 relay_pump(struct conn *);
+void			 relay_arm(struct conn *);
 void			 relay_close(struct conn *);
 
 #endif /* POP3D_LOGIN_H */

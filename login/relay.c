@@ -43,7 +43,6 @@ void
 relay_pump(struct conn *c)
 {
 	ssize_t	 n;
-	short	 ev = 0;
 
 	/* Client to mailbox. */
 	while (c->in.len > 0 && !c->mbox_wshut) {
@@ -79,8 +78,14 @@ relay_pump(struct conn *c)
 	if (c->mbox_eof) {
 		relay_close(c);
 		c->state = CONN_CLOSING;
-		return;
 	}
+}
+
+/* Called once the client side has moved too: room may have appeared. */
+void
+relay_arm(struct conn *c)
+{
+	short	 ev = 0;
 
 	if (c->in.len > 0 && !c->mbox_wshut)
 		ev |= EV_WRITE;

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifndef __OpenBSD__
+#ifdef __OpenBSD__
+#include <pwd.h>		/* crypt_newhash(3) */
+#else
 #include <crypt.h>
 #endif
 

@@ -15,8 +15,8 @@ A test script does
 
     T.run(main)
 
-and prints one line "PASS: name" or "FAIL: name (reason)" a check;
-regress/run.sh tallies them.  The process exits 1 if any check failed.
+and prints one line "PASS: name" or "FAIL: name (reason)" per check, which
+regress/run.sh tallies.  The process exits 1 if any check failed.
 
 The Server starts the real build/pop3d on a free port of 127.0.0.1 with a
 throwaway certificate, a users file, Maildirs and a chroot dir in a temp dir
@@ -28,7 +28,6 @@ dir), POP3D_LOG=1 (always show the server log, not only after a failure).
 """
 
 import contextlib
-import grp
 import os
 import pwd
 import random
@@ -49,7 +48,7 @@ BUILD = os.path.abspath(os.environ.get("POP3D_BUILD",
                                        os.path.join(REPO, "build")))
 UNPRIV = "_pop3d"
 HOST = "127.0.0.1"
-TIMEOUT = 30            # seconds, any one socket operation of a client
+TIMEOUT = 20            # seconds, any one socket operation of a client
 FIRST_UID = 61001
 
 _passed = 0
@@ -412,51 +411,61 @@ class Server:
                                      stdout=self.logf, stderr=self.logf,
                                      cwd=self.tmp)
         self.pid = self.proc.pid
+        # Wait (bounded) for a TLS greeting: then the listener is bound and
+        # a login process is up.  A port that accepts TCP but gives no
+        # greeting is left to the tests to report.
         end = time.monotonic() + 10
+        connected, last = False, None
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("pop3d exited with status %s at start" %
                                    self.proc.returncode)
             try:
-                with socket.create_connection((HOST, self.port), timeout=1):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() >= end:
-                raise RuntimeError("pop3d does not accept connections on "
-                                   "%s:%d after 10s" % (HOST, self.port))
-            time.sleep(0.05)
-        # The port is bound; wait (bounded) for a greeting so that the
-        # login processes are up.  Tests report what does not work.
-        while time.monotonic() < end:
-            try:
                 with self.raw() as c:
-                    if c.readline().startswith(b"+OK"):
+                    connected = True
+                    c.sock.settimeout(2)
+                    g = c.readline()
+                    if g.startswith(b"+OK"):
                         c.send(b"QUIT\r\n")
                         c.readline()
                         break
-            except (OSError, EOFError, ssl.SSLError):
-                pass
-            time.sleep(0.1)
+                    last = "greeting %r" % g
+            except ConnectionRefusedError as e:
+                last = e
+            except (OSError, EOFError, ValueError, ssl.SSLError) as e:
+                connected, last = True, e
+            if time.monotonic() >= end:
+                if not connected:
+                    raise RuntimeError("pop3d does not accept connections "
+                                       "on %s:%d after 10s (%s)" %
+                                       (HOST, self.port, last))
+                note("no greeting from pop3d within 10s: %s" % last)
+                break
+            time.sleep(0.05)
         self.seen.update(descendants(self.pid))
         self.started = True
 
     # -- tear-down
 
     def __exit__(self, etype, evalue, tb):
-        if self.proc is not None:
-            self._stop()
-        if self.logf is not None:
-            self.logf.close()
-        show = (etype is not None or _failed > self._failed_at_start or
-                os.environ.get("POP3D_LOG") == "1")
-        if show and self.tmp is not None:
-            self.show_log()
-        if self.tmp is not None:
-            if os.environ.get("POP3D_KEEP") == "1":
-                note("kept %s" % self.tmp)
-            else:
-                shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            if self.proc is not None:
+                self._stop()
+            if self.logf is not None:
+                self.logf.close()
+            show = (etype is not None or _failed > self._failed_at_start or
+                    os.environ.get("POP3D_LOG") == "1")
+            if show and self.tmp is not None:
+                self.show_log()
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if self.tmp is not None:
+                if os.environ.get("POP3D_KEEP") == "1":
+                    note("kept %s" % self.tmp)
+                else:
+                    shutil.rmtree(self.tmp, ignore_errors=True)
         return False
 
     def _stop(self):
@@ -694,13 +703,3 @@ class RawConn:
             return True
         return False
 
-
-def wait_gone(path, timeout=5):
-    return bool(wait_for(lambda: not os.path.exists(path), timeout))
-
-
-def groups_of(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)

@@ -47,7 +47,7 @@ def test_fetchmail(srv):
         rc = os.path.join(srv.tmp, "fetchmailrc")
         with open(rc, "w") as f:
             f.write('set no syslog\nset idfile "%s/fetchids"\n' % srv.tmp)
-            f.write("poll 127.0.0.1 protocol pop3 port %d timeout 60\n" %
+            f.write("poll 127.0.0.1 protocol pop3 port %d timeout 30\n" %
                     srv.port)
             f.write('  user "alice" there with password "alice-pw" '
                     'is "root" here\n')
@@ -60,7 +60,7 @@ def test_fetchmail(srv):
         env = dict(os.environ, HOME=srv.tmp, FETCHMAILHOME=srv.tmp)
         r = subprocess.run(["fetchmail", "-f", rc, "-N", "-v",
                             "--pidfile", os.path.join(srv.tmp, "fm.pid")],
-                           capture_output=True, timeout=120, env=env)
+                           capture_output=True, timeout=60, env=env)
         T.check("fetchmail exits 0", r.returncode == 0,
                 "exit %d: %s" % (r.returncode, r.stdout[-300:]))
         got = [strip_received(m) for m in read_all(dest)]
@@ -86,9 +86,10 @@ def test_mpop(srv):
                "--user=alice", "--passwordeval=echo alice-pw",
                "--delivery=maildir," + dest, "--keep=off",
                "--received-header=off",
-               "--uidls-file=" + os.path.join(srv.tmp, "mpop-uidls"), "-q"]
+               "--uidls-file=" + os.path.join(srv.tmp, "mpop-uidls"),
+               "--timeout=30", "-q"]
         env = dict(os.environ, HOME=srv.tmp)
-        r = subprocess.run(cmd, capture_output=True, timeout=120, env=env)
+        r = subprocess.run(cmd, capture_output=True, timeout=60, env=env)
         T.check("mpop exits 0", r.returncode == 0,
                 "exit %d: %s" % (r.returncode, r.stderr[-300:]))
         got = read_all(os.path.join(dest, "new"))

@@ -18,8 +18,8 @@ MESSAGES = [
 
 
 def curl(url, *extra):
-    return subprocess.run(["curl", "-sk", "--max-time", "60"] + list(extra) +
-                          [url], capture_output=True, timeout=90)
+    return subprocess.run(["curl", "-sk", "--max-time", "30"] + list(extra) +
+                          [url], capture_output=True, timeout=60)
 
 
 def main():
@@ -82,9 +82,9 @@ def main():
 
         with T.guard("curl with certificate check"):
             r = subprocess.run(
-                ["curl", "-s", "--max-time", "60", "--cacert", srv.cert,
+                ["curl", "-s", "--max-time", "30", "--cacert", srv.cert,
                  srv.url("alice", path="1")], capture_output=True,
-                timeout=90)
+                timeout=60)
             T.check("curl --cacert (no -k) verifies the server",
                     r.returncode == 0 and
                     r.stdout == T.expected(MESSAGES[0][1]),

@@ -243,6 +243,7 @@ def normal_login_works(srv, what):
 
 def test_garbage(srv):
     rnd = random.Random(110)
+    logins = sorted(srv.login_pids())
     with T.guard("garbage over TLS"):
         with srv.raw() as c:
             c.readline()
@@ -309,6 +310,9 @@ def test_garbage(srv):
                 c.close()
     T.check("server alive after 20 idle connections", srv.alive(), "")
     normal_login_works(srv, "20 idle connections")
+    T.check("no login process died of the garbage",
+            logins and sorted(srv.login_pids()) == logins,
+            "before %s after %s" % (logins, sorted(srv.login_pids())))
 
 
 def test_two_users(srv):

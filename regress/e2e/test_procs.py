@@ -50,12 +50,12 @@ def main():
             T.check("2 login processes (login-processes 2)",
                     len(logins) == 2, [describe(p) for p, _ in
                                        srv.children()])
-            for p in logins:
-                check_ids("login process %d" % p, p, unpriv.pw_uid,
+            for i, p in enumerate(sorted(logins)):
+                check_ids("login process %d" % (i + 1), p, unpriv.pw_uid,
                           unpriv.pw_gid)
-                T.check("login process %d: root is the chroot dir" % p,
+                T.check("login process %d: root is the chroot dir" % (i + 1),
                         T.proc_root(p) == srv.chroot, describe(p))
-                T.check("login process %d: runs build/pop3d-login" % p,
+                T.check("login process %d: runs build/pop3d-login" % (i + 1),
                         T.proc_exe(p) ==
                         os.path.join(T.BUILD, "pop3d-login"), T.proc_exe(p))
             others = [p for p, k in srv.children() if k == "other"]
