@@ -56,6 +56,7 @@ struct login_pki {
 };
 
 #define LISTEN_TLS		0x01	/* implicit TLS (RFC 8314) */
+#define LISTEN_STARTTLS		0x02	/* STLS (RFC 2595) */
 
 struct login_listener {
 	uint32_t	id;
@@ -86,7 +87,8 @@ struct auth_result {
 };
 
 enum maildrop_type {
-	MAILDROP_MAILDIR
+	MAILDROP_MAILDIR,
+	MAILDROP_MBOX
 };
 
 struct mailbox_start {

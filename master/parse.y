@@ -145,13 +145,15 @@ static void	 conf_defaults(struct pop3d_conf *);
 static int	 check_config(const char *);
 %}
 
-%token	AUTH CERT CHROOT INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
-%token	MAILDIR MAILDROP ON PASSWD PKI PORT TIMEOUT TLS USER
+%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CURVES
+%token	IMPLEMENTATION INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
+%token	MAILDIR MAILDROP MAXAUTHFAILURES MBOX NO ON PASSWD PKI PORT
+%token	PROTOCOLS STARTTLS TIMEOUT TLS USER YES
 %token	ERROR
 %token	<v.string>	STRING
 %token	<v.number>	NUMBER
 %type	<v.string>	value
-%type	<v.number>	port duration
+%type	<v.number>	port duration yesno
 
 %%
 
@@ -231,6 +233,10 @@ duration	: NUMBER			{
 		}
 		;
 
+yesno		: YES				{ $$ = 1; }
+		| NO				{ $$ = 0; }
+		;
+
 main		: PKI STRING CERT STRING	{
 			struct pki	*pki;
 
@@ -267,6 +273,52 @@ main		: PKI STRING CERT STRING	{
 			if (listen_on($3, $5, LISTEN_TLS, $8) == -1)
 				YYERROR;
 		}
+		| LISTEN ON STRING PORT port STARTTLS PKI STRING {
+			if (listen_on($3, $5, LISTEN_STARTTLS, $8) == -1)
+				YYERROR;
+		}
+		| LISTEN ON STRING PORT port	{
+			if (listen_on($3, $5, 0, "") == -1)
+				YYERROR;
+		}
+		| CLEARTEXTAUTH yesno		{
+			newconf->cleartext_auth = $2;
+		}
+		| IMPLEMENTATION yesno		{
+			newconf->show_implementation = $2;
+		}
+		| MAXAUTHFAILURES NUMBER	{
+			if ($2 < 1 || $2 > 100) {
+				yyerror("max-auth-failures %lld out of range "
+				    "1..100", (long long)$2);
+				YYERROR;
+			}
+			newconf->max_auth_failures = $2;
+		}
+		| TLS PROTOCOLS STRING		{
+			if (set_string(newconf->tls_protocols,
+			    sizeof(newconf->tls_protocols), $3,
+			    "tls protocols") == -1)
+				YYERROR;
+		}
+		| TLS CIPHERS STRING		{
+			if (set_string(newconf->tls_ciphers,
+			    sizeof(newconf->tls_ciphers), $3,
+			    "tls ciphers") == -1)
+				YYERROR;
+		}
+		| TLS CURVES STRING		{
+			if (set_string(newconf->tls_curves,
+			    sizeof(newconf->tls_curves), $3,
+			    "tls curves") == -1)
+				YYERROR;
+		}
+		| TLS CLIENT CA STRING		{
+			if (set_path(newconf->tls_client_ca,
+			    sizeof(newconf->tls_client_ca), $4,
+			    "tls client ca") == -1)
+				YYERROR;
+		}
 		| AUTH PASSWD STRING		{
 			if (set_string(newconf->users_file,
 			    sizeof(newconf->users_file), $3,
@@ -279,6 +331,12 @@ main		: PKI STRING CERT STRING	{
 			    sizeof(newconf->maildrop), $3, "maildrop") == -1)
 				YYERROR;
 			newconf->maildrop_type = MAILDROP_MAILDIR;
+		}
+		| MAILDROP MBOX STRING		{
+			if (set_string(newconf->maildrop,
+			    sizeof(newconf->maildrop), $3, "maildrop") == -1)
+				YYERROR;
+			newconf->maildrop_type = MAILDROP_MBOX;
 		}
 		| USER STRING			{
 			if (set_string(newconf->user, sizeof(newconf->user), $2,
@@ -357,8 +415,14 @@ lookup(const char *s)
 	/* Sorted, for bsearch. */
 	static const struct keywords keywords[] = {
 		{ "auth",		AUTH },
+		{ "ca",			CA },
 		{ "cert",		CERT },
 		{ "chroot",		CHROOT },
+		{ "ciphers",		CIPHERS },
+		{ "cleartext-auth",	CLEARTEXTAUTH },
+		{ "client",		CLIENT },
+		{ "curves",		CURVES },
+		{ "implementation",	IMPLEMENTATION },
 		{ "include",		INCLUDE },
 		{ "key",		KEY },
 		{ "listen",		LISTEN },
@@ -366,13 +430,19 @@ lookup(const char *s)
 		{ "login-timeout",	LOGINTIMEOUT },
 		{ "maildir",		MAILDIR },
 		{ "maildrop",		MAILDROP },
+		{ "max-auth-failures",	MAXAUTHFAILURES },
+		{ "mbox",		MBOX },
+		{ "no",			NO },
 		{ "on",			ON },
 		{ "passwd",		PASSWD },
 		{ "pki",		PKI },
 		{ "port",		PORT },
+		{ "protocols",		PROTOCOLS },
+		{ "starttls",		STARTTLS },
 		{ "timeout",		TIMEOUT },
 		{ "tls",		TLS },
-		{ "user",		USER }
+		{ "user",		USER },
+		{ "yes",		YES }
 	};
 	const struct keywords	*p;
 
@@ -1123,7 +1193,7 @@ listen_on(const char *host, int port, int flags, const char *pki)
 	struct listener		*first = NULL;
 	int			 error, n, ret = 0;
 
-	if (*pki == '\0') {
+	if ((flags & (LISTEN_TLS | LISTEN_STARTTLS)) && *pki == '\0') {
 		yyerror("empty pki name");
 		return (-1);
 	}
@@ -1213,6 +1283,12 @@ conf_defaults(struct pop3d_conf *c)
 	c->login_procs = ncpu;
 	c->timeout = 600;
 	c->login_timeout = 60;
+	c->cleartext_auth = 0;
+	c->show_implementation = 1;
+	c->max_auth_failures = 3;
+	strlcpy(c->tls_protocols, "secure", sizeof(c->tls_protocols));
+	strlcpy(c->tls_ciphers, "secure", sizeof(c->tls_ciphers));
+	strlcpy(c->tls_curves, "default", sizeof(c->tls_curves));
 }
 
 /* What only the whole file can tell; the number of errors. */
@@ -1237,7 +1313,7 @@ check_config(const char *filename)
 	}
 	TAILQ_FOREACH(o, &listen_origins, entry) {
 		l = o->obj;
-		if (pki_find(l->pki) == NULL) {
+		if (l->pki[0] != '\0' && pki_find(l->pki) == NULL) {
 			conferr(o, "listen: no pki named %s", l->pki);
 			nerr++;
 		}

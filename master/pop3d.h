@@ -55,6 +55,13 @@ struct pop3d_conf {
 	int			 login_procs;
 	int			 timeout;	/* autologout, seconds */
 	int			 login_timeout;	/* pre-auth, seconds */
+	int			 cleartext_auth; /* login without TLS */
+	int			 show_implementation; /* in CAPA */
+	int			 max_auth_failures; /* per connection */
+	char			 tls_protocols[POP3D_NAMELEN];	/* libtls */
+	char			 tls_ciphers[POP3D_NAMELEN];
+	char			 tls_curves[POP3D_NAMELEN];
+	char			 tls_client_ca[POP3D_PATHLEN];	/* "" none */
 };
 
 /* parse.y */
