@@ -32,9 +32,10 @@ EVENT_OBJS=	common/imsgev.o
 
 MASTER_OBJS=	master/pop3d.o master/parse.o master/users.o \
 		master/auth.o master/login_procs.o master/session.o \
-		master/spawn.o
+		master/spawn.o master/penalty.o
 LOGIN_OBJS=	login/login.o login/conn.o login/authorization.o \
-		login/relay.o
+		login/relay.o login/stls.o login/sasl.o login/base64.o \
+		login/plain.o
 MAILBOX_OBJS=	mailbox/mailbox.o mailbox/maildir.o mailbox/index.o \
 		mailbox/transaction.o mailbox/transform.o mailbox/output.o
 
@@ -68,13 +69,14 @@ ${COMMON_OBJS} ${EVENT_OBJS} ${MASTER_OBJS} ${LOGIN_OBJS} ${MAILBOX_OBJS}: \
     common/log.h common/imsg.h common/imsgev.h common/proto.h \
     common/privdrop.h common/iobuf.h common/addr.h
 ${MASTER_OBJS}: master/pop3d.h master/users.h master/master.h
-${LOGIN_OBJS}: login/login.h
+${LOGIN_OBJS}: login/login.h login/sasl.h
 ${MAILBOX_OBJS}: mailbox/mailbox.h
 regress/unit/test_users.o regress/unit/test_parse.o: master/pop3d.h master/users.h
+regress/unit/test_sasl.o: login/sasl.h
 
 # Unit tests: each prints "PASS: name" or "FAIL: name" lines.
 UNIT_TESTS=	${BUILD}/test_imsg ${BUILD}/test_users ${BUILD}/test_parse \
-		${BUILD}/test_transform
+		${BUILD}/test_transform ${BUILD}/test_sasl
 
 ${BUILD}/test_imsg: regress/unit/test_imsg.o ${COMMON_OBJS} ${EVENT_OBJS}
 	@mkdir -p ${BUILD}
@@ -95,6 +97,11 @@ ${BUILD}/test_transform: regress/unit/test_transform.o mailbox/transform.o
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ regress/unit/test_transform.o \
 	    mailbox/transform.o
+
+${BUILD}/test_sasl: regress/unit/test_sasl.o login/base64.o login/plain.o
+	@mkdir -p ${BUILD}
+	${CC} ${LDFLAGS} -o $@ regress/unit/test_sasl.o login/base64.o \
+	    login/plain.o ${LDADD_${OS}}
 
 unit: ${UNIT_TESTS} ${BUILD}/mkhash
 

@@ -23,6 +23,7 @@ enum imsg_type {
 	IMSG_LOGIN_CONF,	/* struct login_conf */
 	IMSG_LOGIN_PKI,		/* struct login_pki, cert bytes, key bytes */
 	IMSG_LOGIN_LISTENER,	/* struct login_listener, listening fd */
+	IMSG_LOGIN_CA,		/* PEM bytes of the client certificate CA */
 	IMSG_LOGIN_READY,	/* no data: configuration complete */
 
 	/* login -> master */
@@ -44,8 +45,15 @@ struct login_conf {
 	uint32_t	uid;
 	uint32_t	gid;
 	uint32_t	verbose;
-	uint32_t	timeout;		/* pre-auth idle, seconds */
+	uint32_t	timeout;		/* to log in, seconds */
+	uint32_t	cleartext_auth;		/* login without TLS */
+	uint32_t	show_implementation;
+	uint32_t	max_auth_failures;
+	uint32_t	pad;
 	char		chroot[POP3D_PATHLEN];
+	char		tls_protocols[POP3D_NAMELEN];	/* libtls syntax */
+	char		tls_ciphers[POP3D_NAMELEN];
+	char		tls_curves[POP3D_NAMELEN];
 };
 
 struct login_pki {
@@ -67,9 +75,16 @@ struct login_listener {
 
 #define AUTH_REQ_TLS		0x01	/* credentials came over TLS */
 
+enum auth_mech {
+	AUTH_MECH_PASSWORD,	/* USER/PASS or SASL PLAIN */
+	AUTH_MECH_EXTERNAL	/* verified client certificate names user */
+};
+
 struct auth_request {
 	uint32_t	conn;			/* login process' id */
 	uint32_t	flags;
+	uint32_t	mech;			/* enum auth_mech */
+	uint32_t	failures;		/* on this connection so far */
 	char		user[POP3D_NAMELEN];
 	char		pass[POP3D_PASSLEN];
 	char		peer[POP3D_ADDRLEN];
@@ -78,12 +93,15 @@ struct auth_request {
 enum auth_status {
 	AUTH_OK,		/* fd is the session's socketpair end */
 	AUTH_FAIL,		/* bad user or password */
-	AUTH_TEMPFAIL		/* server trouble, try later */
+	AUTH_TEMPFAIL,		/* server trouble, try later */
+	AUTH_TLS_REQUIRED	/* right password, but tls-only user */
 };
 
 struct auth_result {
 	uint32_t	conn;
 	uint32_t	status;
+	uint32_t	delay_ms;		/* hold a failure this long */
+	uint32_t	pad;
 };
 
 enum maildrop_type {

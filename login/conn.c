@@ -28,6 +28,7 @@ static uint32_t			conn_nextid = 1;
 
 static void	 conn_event(int, short, void *);
 static void	 conn_timeout(int, short, void *);
+static int	 conn_reading(struct conn *);
 static void	 conn_arm(struct conn *);
 static int	 conn_handshake(struct conn *);
 static int	 conn_fill(struct conn *);
@@ -97,10 +98,11 @@ conn_accept(int lfd, short events, void *arg)
 		TAILQ_INSERT_TAIL(&conns, c, entry);
 
 		evtimer_set(&c->timer, conn_timeout, c);
-		tv.tv_sec = login_timeout;
+		tv.tv_sec = lconf.timeout;
 		tv.tv_usec = 0;
 		evtimer_add(&c->timer, &tv);
 		event_set(&c->ev, fd, EV_READ, conn_event, c);
+		evtimer_set(&c->delay, authorization_delayed, c);
 
 		log_debug("%u: connection from %s on %s", c->id, c->peer,
 		    l->addr);
@@ -113,6 +115,7 @@ conn_accept(int lfd, short events, void *arg)
 			}
 			c->state = CONN_HANDSHAKE;
 		} else {
+			/* Plain, or TLS later by STLS. */
 			c->state = CONN_AUTHORIZATION;
 			authorization_greet(c);
 		}
@@ -135,7 +138,7 @@ conn_timeout(int fd, short events, void *arg)
 
 	log_info("%u: %s: login timeout", c->id, c->peer);
 	if (c->state == CONN_AUTHORIZATION) {
-		conn_reply(c, "-ERR [SYS/TEMP] Timeout; closing.\r\n");
+		conn_reply(c, "-ERR Timeout; closing.\r\n");
 		c->state = CONN_CLOSING;
 		conn_pump(c);
 	} else
@@ -156,6 +159,7 @@ conn_event(int fd, short events, void *arg)
 void
 conn_pump(struct conn *c)
 {
+ again:
 	if (c->state == CONN_HANDSHAKE) {
 		switch (conn_handshake(c)) {
 		case -1:
@@ -166,10 +170,11 @@ conn_pump(struct conn *c)
 			return;
 		}
 		c->state = CONN_AUTHORIZATION;
-		authorization_greet(c);
+		/* After STLS the greeting was given in the clear. */
+		if (c->l->flags & LISTEN_TLS)
+			authorization_greet(c);
 	}
-	if (c->state != CONN_CLOSING && !c->client_eof &&
-	    conn_fill(c) == -1) {
+	if (conn_reading(c) && !c->client_eof && conn_fill(c) == -1) {
 		conn_close(c);
 		return;
 	}
@@ -180,6 +185,13 @@ conn_pump(struct conn *c)
 	if (conn_flush(c) == -1) {
 		conn_close(c);
 		return;
+	}
+	if (c->state == CONN_STLS && c->out.len == 0) {
+		if (stls_start(c) == -1) {
+			conn_close(c);
+			return;
+		}
+		goto again;
 	}
 	/* Waiting credentials and the relay still owe the client answers. */
 	if (c->client_eof && (c->state == CONN_AUTHORIZATION ||
@@ -197,6 +209,17 @@ conn_pump(struct conn *c)
 	conn_arm(c);
 }
 
+/*
+ * Not while STLS' reply goes out: the bytes after it are the client's
+ * TLS handshake, and not while closing.
+ */
+static int
+conn_reading(struct conn *c)
+{
+	return (c->state == CONN_AUTHORIZATION ||
+	    c->state == CONN_AUTHWAIT || c->state == CONN_RELAY);
+}
+
 static void
 conn_arm(struct conn *c)
 {
@@ -205,7 +228,7 @@ conn_arm(struct conn *c)
 	if (c->state == CONN_HANDSHAKE)
 		ev = c->rwant;
 	else {
-		if (c->state != CONN_CLOSING && !c->client_eof &&
+		if (conn_reading(c) && !c->client_eof &&
 		    iobuf_room(&c->in) > 0)
 			ev |= c->rwant;
 		if (c->out.len > 0)
@@ -230,6 +253,8 @@ conn_handshake(struct conn *c)
 		    tls_conn_version(c->tls), tls_conn_cipher(c->tls));
 		c->rwant = EV_READ;
 		c->wwant = EV_WRITE;
+		c->tls_done = 1;
+		sasl_identity(c);
 		return (1);
 	case TLS_WANT_POLLIN:
 		c->rwant = EV_READ;
@@ -342,6 +367,7 @@ conn_close(struct conn *c)
 	TAILQ_REMOVE(&conns, c, entry);
 	event_del(&c->ev);
 	evtimer_del(&c->timer);
+	evtimer_del(&c->delay);
 	relay_close(c);
 	if (c->tls != NULL)
 		tls_free(c->tls);

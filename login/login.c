@@ -24,10 +24,12 @@
 #include "privdrop.h"
 #include "proto.h"
 
-uint32_t		 login_timeout = 60;
+struct login_conf	 lconf;
+int			 client_ca;
 
 static struct imsgev	 master_iev;
-static struct login_conf conf;
+static char		*ca_pem;	/* until tls_setup */
+static size_t		 ca_len;
 static TAILQ_HEAD(, pki_ctx) pkis = TAILQ_HEAD_INITIALIZER(pkis);
 static TAILQ_HEAD(, listener) listeners = TAILQ_HEAD_INITIALIZER(listeners);
 
@@ -91,9 +93,8 @@ main(int argc, char *argv[])
 		fatalx("tls_init");
 
 	config_receive(PROC_FD);
-	privdrop(conf.chroot, conf.uid, conf.gid);
+	privdrop(lconf.chroot, lconf.uid, lconf.gid);
 	tls_setup();
-	login_timeout = conf.timeout;
 
 	event_init();
 	signal(SIGPIPE, SIG_IGN);
@@ -112,7 +113,7 @@ main(int argc, char *argv[])
 		event_set(&l->ev, l->fd, EV_READ | EV_PERSIST, conn_accept, l);
 		event_add(&l->ev, NULL);
 	}
-	log_debug("ready, uid %u, root %s", (unsigned)conf.uid, conf.chroot);
+	log_debug("ready, uid %u, root %s", (unsigned)lconf.uid, lconf.chroot);
 
 	event_dispatch();
 	return (0);
@@ -144,13 +145,27 @@ config_receive(int fd)
 		}
 		switch (imsg.hdr.type) {
 		case IMSG_LOGIN_CONF:
-			if (imsg_datalen(&imsg) != sizeof(conf))
+			if (imsg_datalen(&imsg) != sizeof(lconf))
 				fatalx("bad IMSG_LOGIN_CONF size");
-			memcpy(&conf, imsg.data, sizeof(conf));
-			if (!strfits(conf.chroot, sizeof(conf.chroot)))
+			memcpy(&lconf, imsg.data, sizeof(lconf));
+			if (!strfits(lconf.chroot, sizeof(lconf.chroot)) ||
+			    !strfits(lconf.tls_protocols,
+			    sizeof(lconf.tls_protocols)) ||
+			    !strfits(lconf.tls_ciphers,
+			    sizeof(lconf.tls_ciphers)) ||
+			    !strfits(lconf.tls_curves,
+			    sizeof(lconf.tls_curves)))
 				fatalx("bad IMSG_LOGIN_CONF");
-			log_setverbose(conf.verbose);
+			log_setverbose(lconf.verbose);
 			have_conf = 1;
+			break;
+		case IMSG_LOGIN_CA:
+			if (ca_pem != NULL || imsg_datalen(&imsg) == 0)
+				fatalx("bad IMSG_LOGIN_CA");
+			ca_len = imsg_datalen(&imsg);
+			if ((ca_pem = malloc(ca_len)) == NULL)
+				fatal("ca");
+			memcpy(ca_pem, imsg.data, ca_len);
 			break;
 		case IMSG_LOGIN_PKI:
 			config_pki(&imsg);
@@ -219,7 +234,7 @@ config_listener(struct imsg *imsg)
 	TAILQ_FOREACH(pki, &pkis, entry)
 		if (strcmp(pki->name, ll.pki) == 0)
 			break;
-	if ((ll.flags & LISTEN_TLS) && pki == NULL)
+	if ((ll.flags & (LISTEN_TLS | LISTEN_STARTTLS)) && pki == NULL)
 		fatalx("listener %s: unknown pki %s", ll.addr, ll.pki);
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		fatal("config_listener");
@@ -239,13 +254,31 @@ tls_setup(void)
 {
 	struct pki_bytes	*pb;
 	struct tls_config	*cfg;
+	uint32_t		 protocols;
 
+	if (tls_config_parse_protocols(&protocols, lconf.tls_protocols) == -1)
+		fatalx("tls protocols \"%s\": invalid", lconf.tls_protocols);
 	while ((pb = TAILQ_FIRST(&pki_bytes)) != NULL) {
 		TAILQ_REMOVE(&pki_bytes, pb, entry);
 		if ((cfg = tls_config_new()) == NULL)
 			fatal("tls_config_new");
-		if (tls_config_set_protocols(cfg, TLS_PROTOCOLS_DEFAULT) == -1)
+		if (tls_config_set_protocols(cfg, protocols) == -1)
 			fatalx("tls protocols: %s", tls_config_error(cfg));
+		if (tls_config_set_ciphers(cfg, lconf.tls_ciphers) == -1)
+			fatalx("tls ciphers \"%s\": %s", lconf.tls_ciphers,
+			    tls_config_error(cfg));
+		if (tls_config_set_ecdhecurves(cfg, lconf.tls_curves) == -1)
+			fatalx("tls curves \"%s\": %s", lconf.tls_curves,
+			    tls_config_error(cfg));
+		if (ca_pem != NULL) {
+			if (tls_config_set_ca_mem(cfg, (const uint8_t *)ca_pem,
+			    ca_len) == -1)
+				fatalx("tls client ca: %s",
+				    tls_config_error(cfg));
+			/* Password logins stay open to clients without one. */
+			tls_config_verify_client_optional(cfg);
+			client_ca = 1;
+		}
 		if (tls_config_set_keypair_mem(cfg,
 		    (const uint8_t *)pb->cert, pb->certlen,
 		    (const uint8_t *)pb->key, pb->keylen) == -1)
@@ -262,6 +295,8 @@ tls_setup(void)
 		free(pb->cert);
 		free(pb);
 	}
+	free(ca_pem);
+	ca_pem = NULL;
 }
 
 int
@@ -297,7 +332,7 @@ master_dispatch(int fd, short events, void *arg)
 					close(imsg.fd);
 				break;
 			}
-			authorization_result(c, ar.status, imsg.fd);
+			authorization_result(c, &ar, imsg.fd);
 			break;
 		default:
 			fatalx("unexpected imsg %u", imsg.hdr.type);

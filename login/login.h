@@ -15,7 +15,8 @@
 #include "proto.h"
 
 #define LINE_MAX_PREAUTH	255	/* RFC 2449: command line, CRLF excluded */
-#define PREAUTH_BUFSIZE		1024
+#define LINE_MAX_SASL		1100	/* three 255-octet PLAIN fields, base64 */
+#define PREAUTH_BUFSIZE		2048
 #define RELAY_BUFSIZE		(16 * 1024)
 
 struct tls;
@@ -37,10 +38,17 @@ struct listener {
 	struct event		 pause;		/* out of descriptors */
 };
 
+enum sasl_wait {
+	SASL_NONE,
+	SASL_PLAIN,
+	SASL_EXTERNAL
+};
+
 enum conn_state {
-	CONN_HANDSHAKE,		/* implicit TLS not yet up */
+	CONN_HANDSHAKE,		/* TLS not yet up */
 	CONN_AUTHORIZATION,	/* reading commands */
 	CONN_AUTHWAIT,		/* credentials at the master */
+	CONN_STLS,		/* sending STLS' +OK, then the handshake */
 	CONN_RELAY,		/* logged in: pumping to the mailbox */
 	CONN_CLOSING		/* flushing the last reply, then close */
 };
@@ -61,7 +69,12 @@ struct conn {
 	struct iobuf		 in;		/* from the client */
 	struct iobuf		 out;		/* to the client */
 	int			 skipline;	/* discarding an overlong line */
+	int			 tls_done;	/* TLS is up */
+	int			 sasl_wait;	/* SASL_*: AUTH awaits a response */
+	uint32_t		 failures;	/* failed logins */
+	struct event		 delay;		/* holds a failure's reply */
 	char			 user[POP3D_NAMELEN];
+	char			 cert_user[POP3D_NAMELEN]; /* "" if none */
 	int			 mfd;		/* mailbox socketpair end */
 	struct event		 mev;
 	int			 mbox_eof;	/* mailbox closed its end */
@@ -69,7 +82,8 @@ struct conn {
 };
 
 /* login.c */
-extern uint32_t		 login_timeout;
+extern struct login_conf lconf;
+extern int		 client_ca;	/* client certificates are verified */
 int			 master_compose(uint32_t, int, const void *, size_t);
 
 /* conn.c */
@@ -83,7 +97,21 @@ void			 conn_closeall(void);
 /* authorization.c */
 void			 authorization_greet(struct conn *);
 void			 authorization_input(struct conn *);
-void			 authorization_result(struct conn *, uint32_t, int);
+int			 login_allowed(struct conn *);
+void			 authorization_submit(struct conn *, const char *,
+			    const char *, enum auth_mech);
+void			 authorization_result(struct conn *,
+			    const struct auth_result *, int);
+void			 authorization_delayed(int, short, void *);
+
+/* stls.c */
+void			 cmd_stls(struct conn *, char *);
+int			 stls_start(struct conn *);
+
+/* sasl.c */
+void			 cmd_auth(struct conn *, char *);
+void			 sasl_response(struct conn *, char *);
+void			 sasl_identity(struct conn *);
 
 /* relay.c */
 void			 relay_start(struct conn *, int);

@@ -84,14 +84,19 @@ auth_submit(int slot, pid_t login_pid, const struct auth_request *req)
 
 	if (memchr(req->user, '\0', sizeof(req->user)) == NULL ||
 	    memchr(req->pass, '\0', sizeof(req->pass)) == NULL ||
-	    memchr(req->peer, '\0', sizeof(req->peer)) == NULL) {
-		log_warnx("auth request with unterminated strings");
-		login_reply(slot, login_pid, req->conn, AUTH_FAIL, -1);
+	    memchr(req->peer, '\0', sizeof(req->peer)) == NULL ||
+	    (req->mech != AUTH_MECH_PASSWORD &&
+	    req->mech != AUTH_MECH_EXTERNAL) ||
+	    (req->mech == AUTH_MECH_EXTERNAL &&
+	    conf->tls_client_ca[0] == '\0')) {
+		/* EXTERNAL only where the operator asked for certificates. */
+		log_warnx("malformed auth request");
+		login_reply(slot, login_pid, req->conn, AUTH_FAIL, 0, -1);
 		return;
 	}
 	if ((job = calloc(1, sizeof(*job))) == NULL) {
 		log_warn("auth_submit");
-		login_reply(slot, login_pid, req->conn, AUTH_TEMPFAIL, -1);
+		login_reply(slot, login_pid, req->conn, AUTH_TEMPFAIL, 0, -1);
 		return;
 	}
 	job->slot = slot;
@@ -100,8 +105,22 @@ auth_submit(int slot, pid_t login_pid, const struct auth_request *req)
 	if ((u = users_find(userdb, req->user)) != NULL) {
 		memcpy(&job->user, u, sizeof(job->user));
 		job->known = 1;
+	} else if ((u = users_first(userdb)) != NULL) {
+		/* A real user's hash costs what a real check costs. */
+		strlcpy(job->user.hash, u->hash, sizeof(job->user.hash));
 	} else
 		strlcpy(job->user.hash, DUMMY_HASH, sizeof(job->user.hash));
+
+	/*
+	 * The login process verified the client certificate that names
+	 * this user; there is no password to check.
+	 */
+	if (req->mech == AUTH_MECH_EXTERNAL) {
+		job->ok = job->known;
+		auth_complete(job);
+		freezero(job, sizeof(*job));
+		return;
+	}
 
 	pthread_mutex_lock(&auth_lock);
 	TAILQ_INSERT_TAIL(&auth_pending, job, entry);
@@ -201,12 +220,26 @@ auth_finish(int fd, short events, void *arg)
 static void
 auth_complete(struct auth_job *job)
 {
+	uint32_t	 delay;
+
 	if (!job->ok) {
-		log_info("%s: user %s: authentication failed%s",
+		delay = penalty_fail(job->req.peer, job->req.failures);
+		log_info("%s: user %s: authentication failed%s%s",
 		    job->req.peer, job->req.user,
-		    job->known ? "" : " (no such user)");
+		    job->known ? "" : " (no such user)",
+		    job->req.mech == AUTH_MECH_EXTERNAL ?
+		    " (client certificate)" : "");
 		login_reply(job->slot, job->login_pid, job->req.conn,
-		    AUTH_FAIL, -1);
+		    AUTH_FAIL, delay, -1);
+		return;
+	}
+	/* Checked after the password: no hint without it. */
+	if ((job->user.flags & USER_TLS_ONLY) &&
+	    !(job->req.flags & AUTH_REQ_TLS)) {
+		log_info("%s: user %s: refused, account requires TLS",
+		    job->req.peer, job->req.user);
+		login_reply(job->slot, job->login_pid, job->req.conn,
+		    AUTH_TLS_REQUIRED, 0, -1);
 		return;
 	}
 	session_start(job);

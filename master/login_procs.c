@@ -102,8 +102,18 @@ login_configure(struct login_proc *p)
 	lc.gid = login_gid;
 	lc.verbose = verbose;
 	lc.timeout = conf->login_timeout;
+	lc.cleartext_auth = conf->cleartext_auth;
+	lc.show_implementation = conf->show_implementation;
+	lc.max_auth_failures = conf->max_auth_failures;
 	strlcpy(lc.chroot, conf->chroot, sizeof(lc.chroot));
+	strlcpy(lc.tls_protocols, conf->tls_protocols,
+	    sizeof(lc.tls_protocols));
+	strlcpy(lc.tls_ciphers, conf->tls_ciphers, sizeof(lc.tls_ciphers));
+	strlcpy(lc.tls_curves, conf->tls_curves, sizeof(lc.tls_curves));
 	imsgev_compose(&p->iev, IMSG_LOGIN_CONF, 0, 0, -1, &lc, sizeof(lc));
+	if (client_ca != NULL && imsgev_compose(&p->iev, IMSG_LOGIN_CA, 0, 0,
+	    -1, client_ca, client_ca_len) == -1)
+		fatal("tls client ca: too large to pass on");
 
 	TAILQ_FOREACH(pki, &conf->pkis, entry) {
 		memset(&lp, 0, sizeof(lp));
@@ -203,7 +213,7 @@ login_drop(struct login_proc *p, const char *why)
 
 void
 login_reply(int slot, pid_t pid, uint32_t conn, enum auth_status status,
-    int fd)
+    uint32_t delay_ms, int fd)
 {
 	struct auth_result	 ar;
 	struct login_proc	*p;
@@ -219,6 +229,7 @@ login_reply(int slot, pid_t pid, uint32_t conn, enum auth_status status,
 	memset(&ar, 0, sizeof(ar));
 	ar.conn = conn;
 	ar.status = status;
+	ar.delay_ms = delay_ms;
 	if (imsgev_compose(&p->iev, IMSG_AUTH_RESULT, 0, 0, fd, &ar,
 	    sizeof(ar)) == -1) {
 		log_warn("login_reply");

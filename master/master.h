@@ -30,6 +30,8 @@ extern struct pop3d_conf	*conf;
 extern struct userdb		*userdb;
 extern int			 debug;
 extern int			 verbose;
+extern char			*client_ca;	/* PEM, NULL if none */
+extern size_t			 client_ca_len;
 
 /* spawn.c */
 pid_t	 spawn_helper(const char *, int *);
@@ -39,11 +41,14 @@ void	 login_procs_start(uid_t, gid_t);
 int	 login_procs_reaped(pid_t, int);
 void	 login_procs_stop(void);
 int	 login_procs_running(void);
-void	 login_reply(int, pid_t, uint32_t, enum auth_status, int);
+void	 login_reply(int, pid_t, uint32_t, enum auth_status, uint32_t, int);
 
 /* auth.c */
 void	 auth_init(void);
 void	 auth_submit(int, pid_t, const struct auth_request *);
+
+/* penalty.c */
+uint32_t penalty_fail(const char *, uint32_t);
 
 /* session.c */
 void	 session_start(struct auth_job *);

@@ -145,7 +145,7 @@ static void	 conf_defaults(struct pop3d_conf *);
 static int	 check_config(const char *);
 %}
 
-%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CURVES
+%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CURVES FAILUREDELAY
 %token	IMPLEMENTATION INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
 %token	MAILDIR MAILDROP MAXAUTHFAILURES MBOX NO ON PASSWD PKI PORT
 %token	PROTOCOLS STARTTLS TIMEOUT TLS USER YES
@@ -287,6 +287,14 @@ main		: PKI STRING CERT STRING	{
 		| IMPLEMENTATION yesno		{
 			newconf->show_implementation = $2;
 		}
+		| FAILUREDELAY duration		{
+			if ($2 > 60) {
+				yyerror("failure-delay %llds out of range "
+				    "0..60s", (long long)$2);
+				YYERROR;
+			}
+			newconf->failure_delay = $2;
+		}
 		| MAXAUTHFAILURES NUMBER	{
 			if ($2 < 1 || $2 > 100) {
 				yyerror("max-auth-failures %lld out of range "
@@ -422,6 +430,7 @@ lookup(const char *s)
 		{ "cleartext-auth",	CLEARTEXTAUTH },
 		{ "client",		CLIENT },
 		{ "curves",		CURVES },
+		{ "failure-delay",	FAILUREDELAY },
 		{ "implementation",	IMPLEMENTATION },
 		{ "include",		INCLUDE },
 		{ "key",		KEY },
@@ -1286,6 +1295,7 @@ conf_defaults(struct pop3d_conf *c)
 	c->cleartext_auth = 0;
 	c->show_implementation = 1;
 	c->max_auth_failures = 3;
+	c->failure_delay = 1;
 	strlcpy(c->tls_protocols, "secure", sizeof(c->tls_protocols));
 	strlcpy(c->tls_ciphers, "secure", sizeof(c->tls_ciphers));
 	strlcpy(c->tls_curves, "default", sizeof(c->tls_curves));

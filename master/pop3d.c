@@ -39,6 +39,8 @@ struct userdb		*userdb;
 int			 debug;
 int			 verbose;
 const char		*libexec_dir = LIBEXECDIR;
+char			*client_ca;
+size_t			 client_ca_len;
 
 static int		 stopping;
 static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
@@ -178,6 +180,10 @@ load_pki(void)
 		    &pki->keylen)) == NULL)
 			fatalx("pki %s: cannot load key", pki->name);
 	}
+	if (conf->tls_client_ca[0] != '\0' &&
+	    (client_ca = read_file(conf->tls_client_ca, &client_ca_len)) ==
+	    NULL)
+		fatalx("cannot load tls client ca");
 }
 
 static char *

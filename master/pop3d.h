@@ -58,6 +58,7 @@ struct pop3d_conf {
 	int			 cleartext_auth; /* login without TLS */
 	int			 show_implementation; /* in CAPA */
 	int			 max_auth_failures; /* per connection */
+	int			 failure_delay;	/* seconds, base */
 	char			 tls_protocols[POP3D_NAMELEN];	/* libtls */
 	char			 tls_ciphers[POP3D_NAMELEN];
 	char			 tls_curves[POP3D_NAMELEN];

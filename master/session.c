@@ -34,6 +34,7 @@ static TAILQ_HEAD(, session)	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static uint32_t			 session_nextid = 1;
 static int			 nsessions;
 
+static void	 session_refuse(struct auth_job *);
 static int	 maildrop_path(const struct user *, char *, size_t);
 static void	 session_dispatch(int, short, void *);
 static int	 session_messages(struct session *);
@@ -49,21 +50,18 @@ session_start(struct auth_job *job)
 	memset(&ms, 0, sizeof(ms));
 	if (maildrop_path(&job->user, ms.maildrop, sizeof(ms.maildrop))
 	    == -1) {
-		login_reply(job->slot, job->login_pid, job->req.conn,
-		    AUTH_TEMPFAIL, -1);
+		session_refuse(job);
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("session_start");
-		login_reply(job->slot, job->login_pid, job->req.conn,
-		    AUTH_TEMPFAIL, -1);
+		session_refuse(job);
 		return;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
 		log_warn("socketpair");
 		free(s);
-		login_reply(job->slot, job->login_pid, job->req.conn,
-		    AUTH_TEMPFAIL, -1);
+		session_refuse(job);
 		return;
 	}
 	if ((s->pid = spawn_helper(MAILBOX_PROG, &fd)) == -1) {
@@ -71,8 +69,7 @@ session_start(struct auth_job *job)
 		close(sp[0]);
 		close(sp[1]);
 		free(s);
-		login_reply(job->slot, job->login_pid, job->req.conn,
-		    AUTH_TEMPFAIL, -1);
+		session_refuse(job);
 		return;
 	}
 	if (imsgev_init(&s->iev, fd, s, session_dispatch) == -1)
@@ -93,9 +90,17 @@ session_start(struct auth_job *job)
 	strlcpy(ms.user, job->user.name, sizeof(ms.user));
 	imsgev_compose(&s->iev, IMSG_MAILBOX_START, 0, 0, sp[0], &ms,
 	    sizeof(ms));
-	login_reply(job->slot, job->login_pid, job->req.conn, AUTH_OK, sp[1]);
+	login_reply(job->slot, job->login_pid, job->req.conn, AUTH_OK, 0,
+	    sp[1]);
 	log_info("session %u: %s: user %s logged in, mailbox pid %d",
 	    s->id, s->peer, s->user, s->pid);
+}
+
+static void
+session_refuse(struct auth_job *job)
+{
+	login_reply(job->slot, job->login_pid, job->req.conn, AUTH_TEMPFAIL,
+	    0, -1);
 }
 
 /* The user's own path, or the template with ~ and %u filled in. */

@@ -382,6 +382,12 @@ users_find(const struct userdb *db, const char *name)
 	return (u != NULL ? *u : NULL);
 }
 
+const struct user *
+users_first(const struct userdb *db)
+{
+	return (db != NULL && db->count > 0 ? &db->users[0] : NULL);
+}
+
 size_t
 users_count(const struct userdb *db)
 {

@@ -25,6 +25,8 @@ struct userdb;
 /* NULL, with the reason logged as "file:line: message", on any error. */
 struct userdb		*users_load(const char *);
 const struct user	*users_find(const struct userdb *, const char *);
+/* The first user of the file, NULL if there is none. */
+const struct user	*users_first(const struct userdb *);
 size_t			 users_count(const struct userdb *);
 void			 users_free(struct userdb *);
 
