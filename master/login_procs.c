@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -20,10 +21,14 @@
 #include "pop3d.h"
 
 #define RESTART_DELAY		1	/* seconds, against a crash loop */
+#define EARLY_DEATH		2	/* seconds: died during set-up */
+#define EARLY_DEATHS_MAX	3	/* in a row, then give up */
 
 struct login_proc {
 	pid_t			 pid;		/* 0 when not running */
 	int			 slot;
+	time_t			 started;
+	int			 early_deaths;
 	struct imsgev		 iev;
 	int			 connected;	/* iev is open */
 	struct event		 restart;
@@ -73,6 +78,7 @@ login_spawn(struct login_proc *p)
 	if (imsgev_init(&p->iev, fd, p, login_dispatch) == -1)
 		fatal("imsgev_init");
 	p->connected = 1;
+	p->started = time(NULL);
 	login_configure(p);
 	log_debug("login process %d started in slot %d", p->pid, p->slot);
 }
@@ -261,6 +267,15 @@ login_procs_reaped(pid_t pid, int status)
 			procs[i].connected = 0;
 		}
 		procs[i].pid = 0;
+		/* A set-up that keeps failing (bad TLS settings) won't heal. */
+		if (time(NULL) - procs[i].started < EARLY_DEATH &&
+		    !WIFSIGNALED(status)) {
+			if (++procs[i].early_deaths >= EARLY_DEATHS_MAX &&
+			    !stopping)
+				fatalx("login processes fail during set-up; "
+				    "see the messages above");
+		} else
+			procs[i].early_deaths = 0;
 		if (!stopping)
 			evtimer_add(&procs[i].restart, &tv);
 		return (1);
