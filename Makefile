@@ -32,14 +32,16 @@ EVENT_OBJS=	common/imsgev.o
 
 MASTER_OBJS=	master/pop3d.o master/parse.o master/users.o \
 		master/auth.o master/login_procs.o master/session.o \
-		master/spawn.o master/penalty.o
+		master/spawn.o master/penalty.o master/config.o \
+		master/control.o master/auth_system.o
 LOGIN_OBJS=	login/login.o login/conn.o login/authorization.o \
 		login/relay.o login/stls.o login/sasl.o login/base64.o \
 		login/plain.o
 MAILBOX_OBJS=	mailbox/mailbox.o mailbox/maildir.o mailbox/index.o \
 		mailbox/transaction.o mailbox/transform.o mailbox/output.o
 
-PROGS=		${BUILD}/pop3d ${BUILD}/pop3d-login ${BUILD}/pop3d-mailbox
+PROGS=		${BUILD}/pop3d ${BUILD}/pop3d-login ${BUILD}/pop3d-mailbox \
+		${BUILD}/pop3ctl
 
 all: ${PROGS}
 
@@ -47,6 +49,11 @@ ${BUILD}/pop3d: ${MASTER_OBJS} ${COMMON_OBJS} ${EVENT_OBJS}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ ${MASTER_OBJS} ${COMMON_OBJS} ${EVENT_OBJS} \
 	    -levent -lcrypt -lpthread ${LDADD_${OS}}
+
+${BUILD}/pop3ctl: master/pop3ctl.o common/imsg.o common/log.o
+	@mkdir -p ${BUILD}
+	${CC} ${LDFLAGS} -o $@ master/pop3ctl.o common/imsg.o common/log.o \
+	    -lcrypt ${LDADD_${OS}}
 
 ${BUILD}/pop3d-login: ${LOGIN_OBJS} ${COMMON_OBJS} ${EVENT_OBJS}
 	@mkdir -p ${BUILD}

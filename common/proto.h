@@ -25,6 +25,8 @@ enum imsg_type {
 	IMSG_LOGIN_LISTENER,	/* struct login_listener, listening fd */
 	IMSG_LOGIN_CA,		/* PEM bytes of the client certificate CA */
 	IMSG_LOGIN_READY,	/* no data: configuration complete */
+	IMSG_LOGIN_DRAIN,	/* no data: stop accepting, exit when idle */
+	IMSG_LOGIN_VERBOSE,	/* uint32_t: log verbosity */
 
 	/* login -> master */
 	IMSG_AUTH_REQUEST,	/* struct auth_request */
@@ -37,6 +39,18 @@ enum imsg_type {
 
 	/* mailbox -> master */
 	IMSG_MAILBOX_DONE,	/* struct mailbox_done */
+
+	/* pop3ctl -> master, over the control socket */
+	IMSG_CTL_SHOW_SESSIONS,	/* no data */
+	IMSG_CTL_SHOW_STATS,	/* no data */
+	IMSG_CTL_RELOAD,	/* no data */
+	IMSG_CTL_LOG_VERBOSE,	/* uint32_t: 0 brief, 1 verbose */
+	IMSG_CTL_KICK,		/* struct ctl_kick */
+
+	/* master -> pop3ctl */
+	IMSG_CTL_SESSION,	/* struct ctl_session, one per session */
+	IMSG_CTL_STATS,		/* struct ctl_stats */
+	IMSG_CTL_RESULT,	/* struct ctl_result: the last reply */
 
 	IMSG_MAX
 };
@@ -126,6 +140,37 @@ struct mailbox_done {
 	uint32_t	deleted;
 	uint32_t	pad;
 	uint64_t	bytes;
+};
+
+#define POP3D_CTL_MSGLEN	256
+
+struct ctl_kick {
+	char		user[POP3D_NAMELEN];
+};
+
+struct ctl_session {
+	uint32_t	id;
+	uint32_t	pid;
+	int64_t		started;		/* time(3) */
+	char		user[POP3D_NAMELEN];
+	char		peer[POP3D_ADDRLEN];
+};
+
+struct ctl_stats {
+	int64_t		started;
+	uint32_t	sessions_now;
+	uint32_t	pad;
+	uint64_t	sessions;
+	uint64_t	logins_ok;
+	uint64_t	logins_failed;
+	uint64_t	retrieved;
+	uint64_t	deleted;
+	uint64_t	bytes;
+};
+
+struct ctl_result {
+	uint32_t	ok;
+	char		msg[POP3D_CTL_MSGLEN];
 };
 
 #endif /* POP3D_PROTO_H */

@@ -24,6 +24,7 @@
 #define ACCEPT_BATCH		32
 
 static TAILQ_HEAD(, conn)	conns = TAILQ_HEAD_INITIALIZER(conns);
+static int			nconns;
 static uint32_t			conn_nextid = 1;
 
 static void	 conn_event(int, short, void *);
@@ -33,7 +34,6 @@ static void	 conn_arm(struct conn *);
 static int	 conn_handshake(struct conn *);
 static int	 conn_fill(struct conn *);
 static int	 conn_flush(struct conn *);
-static void	 accept_resume(int, short, void *);
 
 /* Only once per login: a list is enough. */
 struct conn *
@@ -67,7 +67,6 @@ conn_accept(int lfd, short events, void *arg)
 				/* Let sessions end before trying again. */
 				log_warn("accept on %s", l->addr);
 				event_del(&l->ev);
-				evtimer_set(&l->pause, accept_resume, l);
 				tv.tv_sec = 1;
 				tv.tv_usec = 0;
 				evtimer_add(&l->pause, &tv);
@@ -96,6 +95,7 @@ conn_accept(int lfd, short events, void *arg)
 		addr_string((struct sockaddr *)&ss, sslen, c->peer,
 		    sizeof(c->peer));
 		TAILQ_INSERT_TAIL(&conns, c, entry);
+		nconns++;
 
 		evtimer_set(&c->timer, conn_timeout, c);
 		tv.tv_sec = lconf.timeout;
@@ -123,8 +123,8 @@ conn_accept(int lfd, short events, void *arg)
 	}
 }
 
-static void
-accept_resume(int fd, short events, void *arg)
+void
+conn_accept_resume(int fd, short events, void *arg)
 {
 	struct listener	*l = arg;
 
@@ -378,6 +378,14 @@ conn_close(struct conn *c)
 	iobuf_free(&c->out);
 	explicit_bzero(c, sizeof(*c));
 	free(c);
+	if (--nconns == 0 && draining)
+		exit(0);
+}
+
+int
+conn_count(void)
+{
+	return (nconns);
 }
 
 void

@@ -26,6 +26,7 @@
 
 struct login_conf	 lconf;
 int			 client_ca;
+int			 draining;	/* exit with the last connection */
 
 static struct imsgev	 master_iev;
 static char		*ca_pem;	/* until tls_setup */
@@ -50,6 +51,7 @@ static void	 config_pki(struct imsg *);
 static void	 config_listener(struct imsg *);
 static void	 tls_setup(void);
 static void	 master_dispatch(int, short, void *);
+static void	 login_drain(void);
 static void	 sig_handler(int, short, void *);
 static int	 strfits(const char *, size_t);
 
@@ -112,6 +114,7 @@ main(int argc, char *argv[])
 	TAILQ_FOREACH(l, &listeners, entry) {
 		event_set(&l->ev, l->fd, EV_READ | EV_PERSIST, conn_accept, l);
 		event_add(&l->ev, NULL);
+		evtimer_set(&l->pause, conn_accept_resume, l);
 	}
 	log_debug("ready, uid %u, root %s", (unsigned)lconf.uid, lconf.chroot);
 
@@ -334,12 +337,38 @@ master_dispatch(int fd, short events, void *arg)
 			}
 			authorization_result(c, &ar, imsg.fd);
 			break;
+		case IMSG_LOGIN_DRAIN:
+			login_drain();
+			break;
+		case IMSG_LOGIN_VERBOSE:
+			if (imsg_datalen(&imsg) != sizeof(uint32_t))
+				fatalx("bad IMSG_LOGIN_VERBOSE size");
+			log_setverbose(*(uint32_t *)imsg.data);
+			break;
 		default:
 			fatalx("unexpected imsg %u", imsg.hdr.type);
 		}
 		imsg_free(&imsg);
 	}
 	imsgev_add(&master_iev);
+}
+
+/* A reload replaced us: finish the connections we have, take no more. */
+static void
+login_drain(void)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &listeners, entry) {
+		event_del(&l->ev);
+		evtimer_del(&l->pause);
+		close(l->fd);
+		l->fd = -1;
+	}
+	draining = 1;
+	log_debug("draining");
+	if (conn_count() == 0)
+		exit(0);
 }
 
 static void

@@ -84,6 +84,7 @@ struct conn {
 /* login.c */
 extern struct login_conf lconf;
 extern int		 client_ca;	/* client certificates are verified */
+extern int		 draining;
 int			 master_compose(uint32_t, int, const void *, size_t);
 
 /* conn.c */
@@ -93,6 +94,8 @@ void			 conn_close(struct conn *);
 struct conn		*conn_find(uint32_t);
 int			 conn_reply(struct conn *, const char *);
 void			 conn_closeall(void);
+int			 conn_count(void);
+void			 conn_accept_resume(int, short, void *);
 
 /* authorization.c */
 void			 authorization_greet(struct conn *);

@@ -77,7 +77,7 @@ auth_init(void)
 
 /* Called with a login process' request; the caller wipes req. */
 void
-auth_submit(int slot, pid_t login_pid, const struct auth_request *req)
+auth_submit(pid_t login_pid, const struct auth_request *req)
 {
 	struct auth_job		*job;
 	const struct user	*u;
@@ -91,25 +91,31 @@ auth_submit(int slot, pid_t login_pid, const struct auth_request *req)
 	    conf->tls_client_ca[0] == '\0')) {
 		/* EXTERNAL only where the operator asked for certificates. */
 		log_warnx("malformed auth request");
-		login_reply(slot, login_pid, req->conn, AUTH_FAIL, 0, -1);
+		login_reply(login_pid, req->conn, AUTH_FAIL, 0, -1);
 		return;
 	}
 	if ((job = calloc(1, sizeof(*job))) == NULL) {
 		log_warn("auth_submit");
-		login_reply(slot, login_pid, req->conn, AUTH_TEMPFAIL, 0, -1);
+		login_reply(login_pid, req->conn, AUTH_TEMPFAIL, 0, -1);
 		return;
 	}
-	job->slot = slot;
 	job->login_pid = login_pid;
 	memcpy(&job->req, req, sizeof(job->req));
-	if ((u = users_find(userdb, req->user)) != NULL) {
+	if (conf->auth_type == AUTHDB_SYSTEM)
+		job->known = system_user(req->user, &job->user);
+	else if ((u = users_find(userdb, req->user)) != NULL) {
 		memcpy(&job->user, u, sizeof(job->user));
 		job->known = 1;
-	} else if ((u = users_first(userdb)) != NULL) {
+	}
+	if (!job->known) {
 		/* A real user's hash costs what a real check costs. */
-		strlcpy(job->user.hash, u->hash, sizeof(job->user.hash));
-	} else
-		strlcpy(job->user.hash, DUMMY_HASH, sizeof(job->user.hash));
+		if ((u = users_first(userdb)) != NULL)
+			strlcpy(job->user.hash, u->hash,
+			    sizeof(job->user.hash));
+		else
+			strlcpy(job->user.hash, DUMMY_HASH,
+			    sizeof(job->user.hash));
+	}
 
 	/*
 	 * The login process verified the client certificate that names
@@ -223,13 +229,14 @@ auth_complete(struct auth_job *job)
 	uint32_t	 delay;
 
 	if (!job->ok) {
+		stats.logins_failed++;
 		delay = penalty_fail(job->req.peer, job->req.failures);
 		log_info("%s: user %s: authentication failed%s%s",
 		    job->req.peer, job->req.user,
 		    job->known ? "" : " (no such user)",
 		    job->req.mech == AUTH_MECH_EXTERNAL ?
 		    " (client certificate)" : "");
-		login_reply(job->slot, job->login_pid, job->req.conn,
+		login_reply(job->login_pid, job->req.conn,
 		    AUTH_FAIL, delay, -1);
 		return;
 	}
@@ -238,7 +245,7 @@ auth_complete(struct auth_job *job)
 	    !(job->req.flags & AUTH_REQ_TLS)) {
 		log_info("%s: user %s: refused, account requires TLS",
 		    job->req.peer, job->req.user);
-		login_reply(job->slot, job->login_pid, job->req.conn,
+		login_reply(job->login_pid, job->req.conn,
 		    AUTH_TLS_REQUIRED, 0, -1);
 		return;
 	}

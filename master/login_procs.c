@@ -25,17 +25,17 @@
 #define EARLY_DEATHS_MAX	3	/* in a row, then give up */
 
 struct login_proc {
+	TAILQ_ENTRY(login_proc)	 entry;
 	pid_t			 pid;		/* 0 when not running */
-	int			 slot;
 	time_t			 started;
 	int			 early_deaths;
+	int			 draining;	/* of an older configuration */
 	struct imsgev		 iev;
 	int			 connected;	/* iev is open */
 	struct event		 restart;
 };
 
-static struct login_proc	*procs;
-static int			 nprocs;
+static TAILQ_HEAD(, login_proc)	 procs = TAILQ_HEAD_INITIALIZER(procs);
 static int			 stopping;
 static uid_t			 login_uid;
 static gid_t			 login_gid;
@@ -45,22 +45,56 @@ static void	 login_configure(struct login_proc *);
 static void	 login_dispatch(int, short, void *);
 static void	 login_drop(struct login_proc *, const char *);
 static void	 login_restart(int, short, void *);
+static struct login_proc *login_find(pid_t);
 
+/* A pool for the current configuration. */
 void
 login_procs_start(uid_t uid, gid_t gid)
 {
-	int	 i;
+	struct login_proc	*p;
+	int			 i;
 
 	login_uid = uid;
 	login_gid = gid;
-	nprocs = conf->login_procs;
-	if ((procs = calloc(nprocs, sizeof(*procs))) == NULL)
-		fatal("login_procs_start");
-	for (i = 0; i < nprocs; i++) {
-		procs[i].slot = i;
-		evtimer_set(&procs[i].restart, login_restart, &procs[i]);
-		login_spawn(&procs[i]);
+	for (i = 0; i < conf->login_procs; i++) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			fatal("login_procs_start");
+		evtimer_set(&p->restart, login_restart, p);
+		TAILQ_INSERT_TAIL(&procs, p, entry);
+		login_spawn(p);
 	}
+}
+
+/*
+ * After a reload: the running processes stop accepting and leave once
+ * their connections are done; a new pool serves the new configuration.
+ */
+void
+login_procs_reload(uid_t uid, gid_t gid)
+{
+	struct login_proc	*p;
+
+	TAILQ_FOREACH(p, &procs, entry) {
+		if (p->draining)
+			continue;
+		p->draining = 1;
+		evtimer_del(&p->restart);
+		if (p->connected)
+			imsgev_compose(&p->iev, IMSG_LOGIN_DRAIN, 0, 0, -1,
+			    NULL, 0);
+	}
+	login_procs_start(uid, gid);
+}
+
+static struct login_proc *
+login_find(pid_t pid)
+{
+	struct login_proc	*p;
+
+	TAILQ_FOREACH(p, &procs, entry)
+		if (p->pid == pid && pid > 0)
+			return (p);
+	return (NULL);
 }
 
 static void
@@ -80,7 +114,7 @@ login_spawn(struct login_proc *p)
 	p->connected = 1;
 	p->started = time(NULL);
 	login_configure(p);
-	log_debug("login process %d started in slot %d", p->pid, p->slot);
+	log_debug("login process %d started", p->pid);
 }
 
 static void
@@ -88,6 +122,19 @@ login_restart(int fd, short events, void *arg)
 {
 	if (!stopping)
 		login_spawn(arg);
+}
+
+/* Verbosity for the running processes; new ones get it at start. */
+void
+login_procs_verbose(int v)
+{
+	struct login_proc	*p;
+	uint32_t		 verb = v;
+
+	TAILQ_FOREACH(p, &procs, entry)
+		if (p->connected)
+			imsgev_compose(&p->iev, IMSG_LOGIN_VERBOSE, 0, 0, -1,
+			    &verb, sizeof(verb));
 }
 
 /* Everything a login process needs, sent before it drops root. */
@@ -189,7 +236,7 @@ login_dispatch(int fd, short events, void *arg)
 			memcpy(&req, imsg.data, sizeof(req));
 			explicit_bzero(imsg.data, sizeof(req));
 			imsg_free(&imsg);
-			auth_submit(p->slot, p->pid, &req);
+			auth_submit(p->pid, &req);
 			explicit_bzero(&req, sizeof(req));
 			break;
 		default:
@@ -207,7 +254,7 @@ login_dispatch(int fd, short events, void *arg)
 static void
 login_drop(struct login_proc *p, const char *why)
 {
-	if (!stopping)
+	if (!stopping && !p->draining)
 		log_warnx("login process %d: %s", p->pid, why);
 	if (p->connected) {
 		imsgev_close(&p->iev);
@@ -218,20 +265,18 @@ login_drop(struct login_proc *p, const char *why)
 }
 
 void
-login_reply(int slot, pid_t pid, uint32_t conn, enum auth_status status,
+login_reply(pid_t pid, uint32_t conn, enum auth_status status,
     uint32_t delay_ms, int fd)
 {
 	struct auth_result	 ar;
 	struct login_proc	*p;
 
-	if (slot < 0 || slot >= nprocs || procs[slot].pid != pid ||
-	    !procs[slot].connected) {
+	if ((p = login_find(pid)) == NULL || !p->connected) {
 		/* That login process, and the client with it, is gone. */
 		if (fd != -1)
 			close(fd);
 		return;
 	}
-	p = &procs[slot];
 	memset(&ar, 0, sizeof(ar));
 	ar.conn = conn;
 	ar.status = status;
@@ -248,61 +293,64 @@ login_reply(int slot, pid_t pid, uint32_t conn, enum auth_status status,
 int
 login_procs_reaped(pid_t pid, int status)
 {
-	struct timeval	 tv = { RESTART_DELAY, 0 };
-	int		 i;
+	struct timeval		 tv = { RESTART_DELAY, 0 };
+	struct login_proc	*p;
 
-	for (i = 0; i < nprocs; i++) {
-		if (procs[i].pid != pid)
-			continue;
-		if (!stopping) {
-			if (WIFSIGNALED(status))
-				log_warnx("login process %d died of signal %d",
-				    pid, WTERMSIG(status));
-			else
-				log_warnx("login process %d exited with %d",
-				    pid, WEXITSTATUS(status));
-		}
-		if (procs[i].connected) {
-			imsgev_close(&procs[i].iev);
-			procs[i].connected = 0;
-		}
-		procs[i].pid = 0;
-		/* A set-up that keeps failing (bad TLS settings) won't heal. */
-		if (time(NULL) - procs[i].started < EARLY_DEATH &&
-		    !WIFSIGNALED(status)) {
-			if (++procs[i].early_deaths >= EARLY_DEATHS_MAX &&
-			    !stopping)
-				fatalx("login processes fail during set-up; "
-				    "see the messages above");
-		} else
-			procs[i].early_deaths = 0;
-		if (!stopping)
-			evtimer_add(&procs[i].restart, &tv);
+	if ((p = login_find(pid)) == NULL)
+		return (0);
+	if (p->connected) {
+		imsgev_close(&p->iev);
+		p->connected = 0;
+	}
+	p->pid = 0;
+	if (p->draining) {
+		log_debug("login process %d of the old configuration done",
+		    pid);
+		TAILQ_REMOVE(&procs, p, entry);
+		free(p);
 		return (1);
 	}
-	return (0);
+	if (!stopping) {
+		if (WIFSIGNALED(status))
+			log_warnx("login process %d died of signal %d", pid,
+			    WTERMSIG(status));
+		else
+			log_warnx("login process %d exited with %d", pid,
+			    WEXITSTATUS(status));
+	}
+	/* A set-up that keeps failing (bad TLS settings) won't heal. */
+	if (time(NULL) - p->started < EARLY_DEATH && !WIFSIGNALED(status)) {
+		if (++p->early_deaths >= EARLY_DEATHS_MAX && !stopping)
+			fatalx("login processes fail during set-up; see the "
+			    "messages above");
+	} else
+		p->early_deaths = 0;
+	if (!stopping)
+		evtimer_add(&p->restart, &tv);
+	return (1);
 }
 
 void
 login_procs_stop(void)
 {
-	int	 i;
+	struct login_proc	*p;
 
 	stopping = 1;
-	for (i = 0; i < nprocs; i++) {
-		evtimer_del(&procs[i].restart);
-		if (procs[i].pid > 0)
-			kill(procs[i].pid, SIGTERM);
+	TAILQ_FOREACH(p, &procs, entry) {
+		evtimer_del(&p->restart);
+		if (p->pid > 0)
+			kill(p->pid, SIGTERM);
 	}
 }
 
 int
 login_procs_running(void)
 {
-	int	 i, n = 0;
+	struct login_proc	*p;
+	int			 n = 0;
 
-	for (i = 0; i < nprocs; i++)
-		if (procs[i].pid > 0)
+	TAILQ_FOREACH(p, &procs, entry)
+		if (p->pid > 0)
 			n++;
 	return (n);
 }

@@ -8,6 +8,9 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 
+#include <stdint.h>
+#include <time.h>
+
 #include "proto.h"
 #include "users.h"
 
@@ -17,35 +20,61 @@
 /* A password check on its way through the worker threads. */
 struct auth_job {
 	TAILQ_ENTRY(auth_job)	 entry;
-	int			 slot;		/* login process ... */
-	pid_t			 login_pid;	/* ... and its pid then */
+	pid_t			 login_pid;	/* that asked */
 	struct auth_request	 req;
 	struct user		 user;
 	int			 known;		/* user exists */
 	int			 ok;		/* password matched */
 };
 
+/* Counters for pop3ctl show stats. */
+struct stats {
+	time_t		 started;
+	uint64_t	 sessions;
+	uint64_t	 logins_ok;
+	uint64_t	 logins_failed;
+	uint64_t	 retrieved;
+	uint64_t	 deleted;
+	uint64_t	 bytes;
+};
+
 /* pop3d.c */
-extern struct pop3d_conf	*conf;
-extern struct userdb		*userdb;
 extern int			 debug;
 extern int			 verbose;
+extern const char		*conffile;
+extern struct stats		 stats;
+
+/* auth_system.c */
+int	 system_user(const char *, struct user *);
+
+/* config.c */
+extern struct pop3d_conf	*conf;
+extern struct userdb		*userdb;	/* NULL with auth system */
 extern char			*client_ca;	/* PEM, NULL if none */
 extern size_t			 client_ca_len;
+int	 config_init(const char *);
+int	 config_reload(void);
+void	 config_close_listeners(void);
+
+/* control.c */
+void	 control_init(void);
+void	 control_close(void);
 
 /* spawn.c */
 pid_t	 spawn_helper(const char *, int *);
 
 /* login_procs.c */
 void	 login_procs_start(uid_t, gid_t);
+void	 login_procs_reload(uid_t, gid_t);
+void	 login_procs_verbose(int);
 int	 login_procs_reaped(pid_t, int);
 void	 login_procs_stop(void);
 int	 login_procs_running(void);
-void	 login_reply(int, pid_t, uint32_t, enum auth_status, uint32_t, int);
+void	 login_reply(pid_t, uint32_t, enum auth_status, uint32_t, int);
 
 /* auth.c */
 void	 auth_init(void);
-void	 auth_submit(int, pid_t, const struct auth_request *);
+void	 auth_submit(pid_t, const struct auth_request *);
 
 /* penalty.c */
 uint32_t penalty_fail(const char *, uint32_t);
@@ -55,5 +84,8 @@ void	 session_start(struct auth_job *);
 int	 session_reaped(pid_t, int);
 void	 sessions_stop(void);
 int	 sessions_count(void);
+struct imsgev;
+void	 sessions_report(struct imsgev *);
+int	 sessions_kick(const char *);
 
 #endif /* POP3D_MASTER_H */

@@ -145,7 +145,8 @@ static void	 conf_defaults(struct pop3d_conf *);
 static int	 check_config(const char *);
 %}
 
-%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CURVES FAILUREDELAY
+%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CONTROL CURVES
+%token	FAILUREDELAY SOCKET SYSTEM
 %token	IMPLEMENTATION INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
 %token	MAILDIR MAILDROP MAXAUTHFAILURES MBOX NO ON PASSWD PKI PORT
 %token	PROTOCOLS STARTTLS TIMEOUT TLS USER YES
@@ -334,6 +335,15 @@ main		: PKI STRING CERT STRING	{
 				YYERROR;
 			newconf->auth_type = AUTHDB_PASSWD;
 		}
+		| AUTH SYSTEM			{
+			newconf->auth_type = AUTHDB_SYSTEM;
+		}
+		| CONTROL SOCKET STRING		{
+			if (set_path(newconf->control_socket,
+			    sizeof(newconf->control_socket), $3,
+			    "control socket") == -1)
+				YYERROR;
+		}
 		| MAILDROP MAILDIR STRING	{
 			if (set_string(newconf->maildrop,
 			    sizeof(newconf->maildrop), $3, "maildrop") == -1)
@@ -429,6 +439,7 @@ lookup(const char *s)
 		{ "ciphers",		CIPHERS },
 		{ "cleartext-auth",	CLEARTEXTAUTH },
 		{ "client",		CLIENT },
+		{ "control",		CONTROL },
 		{ "curves",		CURVES },
 		{ "failure-delay",	FAILUREDELAY },
 		{ "implementation",	IMPLEMENTATION },
@@ -447,7 +458,9 @@ lookup(const char *s)
 		{ "pki",		PKI },
 		{ "port",		PORT },
 		{ "protocols",		PROTOCOLS },
+		{ "socket",		SOCKET },
 		{ "starttls",		STARTTLS },
+		{ "system",		SYSTEM },
 		{ "timeout",		TIMEOUT },
 		{ "tls",		TLS },
 		{ "user",		USER },
@@ -1296,6 +1309,7 @@ conf_defaults(struct pop3d_conf *c)
 	c->show_implementation = 1;
 	c->max_auth_failures = 3;
 	c->failure_delay = 1;
+	strlcpy(c->control_socket, POP3D_SOCKET, sizeof(c->control_socket));
 	strlcpy(c->tls_protocols, "secure", sizeof(c->tls_protocols));
 	strlcpy(c->tls_ciphers, "secure", sizeof(c->tls_ciphers));
 	strlcpy(c->tls_curves, "default", sizeof(c->tls_curves));

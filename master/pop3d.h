@@ -15,6 +15,7 @@
 #define POP3D_USER		"_pop3d"
 #define POP3D_CHROOT		"/var/empty"
 #define POP3D_MAILDROP		"~/Maildir"
+#define POP3D_SOCKET		"/var/run/pop3d.sock"
 #ifndef LIBEXECDIR
 #define LIBEXECDIR		"/usr/local/libexec/pop3d"
 #endif
@@ -40,7 +41,8 @@ struct listener {
 };
 
 enum auth_type {
-	AUTHDB_PASSWD
+	AUTHDB_PASSWD,
+	AUTHDB_SYSTEM
 };
 
 struct pop3d_conf {
@@ -63,6 +65,9 @@ struct pop3d_conf {
 	char			 tls_ciphers[POP3D_NAMELEN];
 	char			 tls_curves[POP3D_NAMELEN];
 	char			 tls_client_ca[POP3D_PATHLEN];	/* "" none */
+	char			 control_socket[POP3D_PATHLEN];
+	uid_t			 login_uid;	/* of user, looked up */
+	gid_t			 login_gid;
 };
 
 /* parse.y */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "imsgev.h"
@@ -28,6 +29,7 @@ struct session {
 	int			 connected;
 	char			 user[POP3D_NAMELEN];
 	char			 peer[POP3D_ADDRLEN];
+	time_t			 started;
 };
 
 static TAILQ_HEAD(, session)	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
@@ -78,8 +80,11 @@ session_start(struct auth_job *job)
 	s->id = session_nextid++;
 	strlcpy(s->user, job->user.name, sizeof(s->user));
 	strlcpy(s->peer, job->req.peer, sizeof(s->peer));
+	s->started = time(NULL);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
+	stats.sessions++;
+	stats.logins_ok++;
 
 	ms.session = s->id;
 	ms.uid = job->user.uid;
@@ -90,7 +95,7 @@ session_start(struct auth_job *job)
 	strlcpy(ms.user, job->user.name, sizeof(ms.user));
 	imsgev_compose(&s->iev, IMSG_MAILBOX_START, 0, 0, sp[0], &ms,
 	    sizeof(ms));
-	login_reply(job->slot, job->login_pid, job->req.conn, AUTH_OK, 0,
+	login_reply(job->login_pid, job->req.conn, AUTH_OK, 0,
 	    sp[1]);
 	log_info("session %u: %s: user %s logged in, mailbox pid %d",
 	    s->id, s->peer, s->user, s->pid);
@@ -99,7 +104,7 @@ session_start(struct auth_job *job)
 static void
 session_refuse(struct auth_job *job)
 {
-	login_reply(job->slot, job->login_pid, job->req.conn, AUTH_TEMPFAIL,
+	login_reply(job->login_pid, job->req.conn, AUTH_TEMPFAIL,
 	    0, -1);
 }
 
@@ -195,6 +200,9 @@ session_messages(struct session *s)
 		}
 		memcpy(&md, imsg.data, sizeof(md));
 		imsg_free(&imsg);
+		stats.retrieved += md.retrieved;
+		stats.deleted += md.deleted;
+		stats.bytes += md.bytes;
 		log_info("session %u: user %s logged out: %u retrieved, "
 		    "%u deleted, %llu bytes", s->id, s->user, md.retrieved,
 		    md.deleted, (unsigned long long)md.bytes);
@@ -254,4 +262,40 @@ int
 sessions_count(void)
 {
 	return (nsessions);
+}
+
+void
+sessions_report(struct imsgev *iev)
+{
+	struct ctl_session	 cs;
+	struct session		*s;
+
+	TAILQ_FOREACH(s, &sessions, entry) {
+		memset(&cs, 0, sizeof(cs));
+		cs.id = s->id;
+		cs.pid = s->pid;
+		cs.started = s->started;
+		strlcpy(cs.user, s->user, sizeof(cs.user));
+		strlcpy(cs.peer, s->peer, sizeof(cs.peer));
+		imsgev_compose(iev, IMSG_CTL_SESSION, 0, 0, -1, &cs,
+		    sizeof(cs));
+	}
+}
+
+/*
+ * End user's sessions.  A mailbox process stops at its next wait for
+ * a command, so an UPDATE under way completes and nothing else is
+ * deleted.
+ */
+int
+sessions_kick(const char *user)
+{
+	struct session	*s;
+	int		 n = 0;
+
+	TAILQ_FOREACH(s, &sessions, entry) {
+		if (strcmp(s->user, user) == 0 && kill(s->pid, SIGTERM) == 0)
+			n++;
+	}
+	return (n);
 }
