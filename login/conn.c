@@ -104,7 +104,7 @@ conn_accept(int lfd, short events, void *arg)
 		event_set(&c->ev, fd, EV_READ, conn_event, c);
 		evtimer_set(&c->delay, authorization_delayed, c);
 
-		log_debug("%u: connection from %s on %s", c->id, c->peer,
+		log_info("%u: connection from %s on %s", c->id, c->peer,
 		    l->addr);
 		if (l->flags & LISTEN_TLS) {
 			if (tls_accept_socket(l->pki->tls, &c->tls, fd) == -1) {
