@@ -27,7 +27,7 @@ LDFLAGS?=
 BUILD=		build
 
 COMMON_OBJS=	common/log.o common/imsg.o common/privdrop.o common/iobuf.o \
-		common/addr.o
+		common/addr.o common/sandbox.o
 EVENT_OBJS=	common/imsgev.o
 
 MASTER_OBJS=	master/pop3d.o master/parse.o master/users.o \
@@ -74,7 +74,8 @@ master/parse.c: master/parse.y
 # Every object depends on the shared headers; small enough to keep simple.
 ${COMMON_OBJS} ${EVENT_OBJS} ${MASTER_OBJS} ${LOGIN_OBJS} ${MAILBOX_OBJS}: \
     common/log.h common/imsg.h common/imsgev.h common/proto.h \
-    common/privdrop.h common/iobuf.h common/addr.h
+    common/privdrop.h common/iobuf.h common/addr.h \
+    common/sandbox.h
 ${MASTER_OBJS}: master/pop3d.h master/users.h master/master.h
 ${LOGIN_OBJS}: login/login.h login/sasl.h
 ${MAILBOX_OBJS}: mailbox/mailbox.h
@@ -83,7 +84,7 @@ regress/unit/test_sasl.o: login/sasl.h
 
 # Unit tests: each prints "PASS: name" or "FAIL: name" lines.
 UNIT_TESTS=	${BUILD}/test_imsg ${BUILD}/test_users ${BUILD}/test_parse \
-		${BUILD}/test_transform ${BUILD}/test_sasl
+		${BUILD}/test_transform ${BUILD}/test_sasl ${BUILD}/test_sandbox
 
 ${BUILD}/test_imsg: regress/unit/test_imsg.o ${COMMON_OBJS} ${EVENT_OBJS}
 	@mkdir -p ${BUILD}
@@ -104,6 +105,11 @@ ${BUILD}/test_transform: regress/unit/test_transform.o mailbox/transform.o
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ regress/unit/test_transform.o \
 	    mailbox/transform.o
+
+${BUILD}/test_sandbox: regress/unit/test_sandbox.o ${COMMON_OBJS}
+	@mkdir -p ${BUILD}
+	${CC} ${LDFLAGS} -o $@ regress/unit/test_sandbox.o ${COMMON_OBJS} \
+	    ${LDADD_${OS}}
 
 ${BUILD}/test_sasl: regress/unit/test_sasl.o login/base64.o login/plain.o
 	@mkdir -p ${BUILD}

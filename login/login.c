@@ -22,6 +22,7 @@
 #include "log.h"
 #include "login.h"
 #include "privdrop.h"
+#include "sandbox.h"
 #include "proto.h"
 
 struct login_conf	 lconf;
@@ -117,6 +118,7 @@ main(int argc, char *argv[])
 		evtimer_set(&l->pause, conn_accept_resume, l);
 	}
 	log_debug("ready, uid %u, root %s", (unsigned)lconf.uid, lconf.chroot);
+	sandbox_login();
 
 	event_dispatch();
 	return (0);
