@@ -316,12 +316,26 @@ class User:
 class Server:
     """The real pop3d on 127.0.0.1 with everything it needs in a temp dir.
 
-    users: list of (name, password[, method]) with method one of bcrypt,
-    yescrypt, sha512 (default bcrypt)."""
+    users: list of (name, password[, method[, options]]) with method one of
+    bcrypt, yescrypt, sha512 (default bcrypt) and options the users file's
+    option field (e.g. "tls-only").  starttls=True and plain=True add
+    listeners on self.stls_port (STLS) and self.plain_port (no TLS)."""
 
     def __init__(self, users=(("alice", "alicepw", "bcrypt"),),
-                 login_procs=2, conf_extra=""):
+                 login_procs=2, conf_extra="", starttls=False, plain=False,
+                 control=False, args=()):
         self.user_specs = list(users)
+        # control: a control socket at self.ctl_sock (<tmp>/ctl.sock) for
+        # pop3ctl -s; args: more pop3d options (e.g. ["-D", "x=y"]).
+        self.control = control
+        self.ctl_sock = None
+        self.args = list(args)
+        # starttls/plain: also listen on self.stls_port (STLS, RFC 2595)
+        # and on self.plain_port (no TLS at all).
+        self.starttls = starttls
+        self.plain = plain
+        self.stls_port = None
+        self.plain_port = None
         self.login_procs = login_procs
         self.conf_extra = conf_extra
         self.users = {}
@@ -366,6 +380,7 @@ class Server:
         for i, spec in enumerate(self.user_specs):
             name, password = spec[0], spec[1]
             method = spec[2] if len(spec) > 2 else "bcrypt"
+            options = spec[3] if len(spec) > 3 else ""   # e.g. "tls-only"
             uid = FIRST_UID + i
             home = os.path.join(self.tmp, "mail", name)
             maildir = os.path.join(home, "Maildir")
@@ -380,8 +395,9 @@ class Server:
                 os.chown(d, uid, uid)
             u = User(name, password, method, uid, maildir)
             self.users[name] = u
-            lines.append("%s:%s:%d:%d:%s:" %
-                         (name, mkhash(method, password), uid, uid, maildir))
+            lines.append("%s:%s:%d:%d:%s:%s" %
+                         (name, mkhash(method, password), uid, uid, maildir,
+                          options))
         self.users_file = os.path.join(self.tmp, "users")
         with open(self.users_file, "w") as f:
             f.write("# written by regress/e2e/pop3dtest.py\n")
@@ -395,10 +411,28 @@ class Server:
             f.write('pki localhost key "%s"\n' % self.key)
             f.write("listen on %s port %d tls pki localhost\n" %
                     (HOST, self.port))
+            taken = {self.port}
+            for kind in ("starttls", "plain"):
+                if not getattr(self, kind):
+                    continue
+                port = free_port()
+                while port in taken:
+                    port = free_port()
+                taken.add(port)
+                if kind == "starttls":
+                    self.stls_port = port
+                    f.write("listen on %s port %d starttls pki localhost\n"
+                            % (HOST, port))
+                else:
+                    self.plain_port = port
+                    f.write("listen on %s port %d\n" % (HOST, port))
             f.write('auth passwd "%s"\n' % self.users_file)
             f.write('user "%s"\n' % UNPRIV)
             f.write('chroot "%s"\n' % self.chroot)
             f.write("login-processes %d\n" % self.login_procs)
+            if self.control:
+                self.ctl_sock = os.path.join(self.tmp, "ctl.sock")
+                f.write('control socket "%s"\n' % self.ctl_sock)
             if self.conf_extra:
                 f.write(self.conf_extra.rstrip("\n") + "\n")
         self.log = os.path.join(self.tmp, "pop3d.log")
@@ -406,7 +440,7 @@ class Server:
     def _start(self):
         self.logf = open(self.log, "wb")
         cmd = [os.path.join(BUILD, "pop3d"), "-d", "-v", "-x", BUILD,
-               "-f", self.conf]
+               "-f", self.conf] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf,
                                      cwd=self.tmp)
@@ -595,9 +629,11 @@ class Server:
             p.pass_(password)
         return p
 
-    def raw(self, tls=True):
-        """A RawConn: bytes in, bytes out, over TLS (default) or TCP."""
-        s = socket.create_connection((HOST, self.port), timeout=TIMEOUT)
+    def raw(self, tls=True, port=None):
+        """A RawConn: bytes in, bytes out, over TLS (default) or TCP; to
+        self.port unless port is given (e.g. self.stls_port, tls=False)."""
+        s = socket.create_connection((HOST, port or self.port),
+                                     timeout=TIMEOUT)
         if tls:
             try:
                 s = self.context().wrap_socket(s, server_hostname=HOST)
@@ -652,6 +688,15 @@ class RawConn:
 
     def send(self, data):
         self.sock.sendall(data)
+
+    def starttls(self, ctx, server_hostname=HOST):
+        """After +OK to STLS: run the TLS handshake on the socket.  Returns
+        the bytes that were read ahead but not consumed (there should be
+        none); they are dropped."""
+        left, self.buf = self.buf, b""
+        self.sock = ctx.wrap_socket(self.sock,
+                                    server_hostname=server_hostname)
+        return left
 
     def _fill(self):
         data = self.sock.recv(65536)
