@@ -7,6 +7,7 @@
 
 #include <pwd.h>
 #include <string.h>
+#include <time.h>
 #ifndef __OpenBSD__
 #include <shadow.h>
 #endif
@@ -28,13 +29,21 @@ system_user(const char *name, struct user *u)
 #else
 	pw = getpwnam(name);
 #endif
-	/* Never root, nor an account without a home for ~/Maildir. */
+	/* Never root, nor an expired account. */
 	if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0)
 		return (0);
 	hash = pw->pw_passwd;
-#ifndef __OpenBSD__
-	if ((sp = getspnam(name)) != NULL)
+#ifdef __OpenBSD__
+	if (pw->pw_expire != 0 && pw->pw_expire <= time(NULL))
+		return (0);
+#else
+	if ((sp = getspnam(name)) != NULL) {
+		/* sp_expire counts days since the epoch; -1 is never. */
+		if (sp->sp_expire > 0 &&
+		    sp->sp_expire <= (long)(time(NULL) / 86400))
+			return (0);
 		hash = sp->sp_pwdp;
+	}
 #endif
 	memset(u, 0, sizeof(*u));
 	if (strlcpy(u->name, pw->pw_name, sizeof(u->name)) >= sizeof(u->name) ||
