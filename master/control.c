@@ -44,6 +44,7 @@ void
 control_init(void)
 {
 	struct sockaddr_un	 sun;
+	struct stat		 st;
 	mode_t			 old;
 
 	strlcpy(ctl_path, conf->control_socket, sizeof(ctl_path));
@@ -55,6 +56,10 @@ control_init(void)
 	if ((ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
 	    SOCK_NONBLOCK, 0)) == -1)
 		fatal("control socket");
+	/* A stale socket goes; anything else at that path is a mistake. */
+	if (lstat(ctl_path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		fatalx("control socket %s: exists and is not a socket",
+		    ctl_path);
 	if (unlink(ctl_path) == -1 && errno != ENOENT)
 		fatal("unlink %s", ctl_path);
 	old = umask(S_IXUSR | S_IRWXG | S_IRWXO);
