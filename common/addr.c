@@ -30,3 +30,13 @@ addr_string(const struct sockaddr *sa, socklen_t salen, char *buf,
 	if (n < 0 || (size_t)n >= len)
 		strlcpy(buf, "unknown", len);
 }
+
+void
+addr_host(const char *peer, char *buf, size_t len)
+{
+	char	*p;
+
+	strlcpy(buf, peer[0] == '[' ? peer + 1 : peer, len);
+	if ((p = strrchr(buf, peer[0] == '[' ? ']' : ':')) != NULL)
+		*p = '\0';
+}

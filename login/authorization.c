@@ -249,6 +249,11 @@ authorization_result(struct conn *c, const struct auth_result *ar, int fd)
 		}
 		authorization_failed(c);
 		break;
+	case AUTH_BUSY:
+		conn_reply(c, "-ERR [SYS/TEMP] Too many sessions; try again "
+		    "later.\r\n");
+		c->state = CONN_AUTHORIZATION;
+		break;
 	case AUTH_TLS_REQUIRED:
 		conn_reply(c, "-ERR [AUTH] This account requires TLS.\r\n");
 		c->state = CONN_AUTHORIZATION;

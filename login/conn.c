@@ -29,6 +29,7 @@ static uint32_t			conn_nextid = 1;
 
 static void	 conn_event(int, short, void *);
 static void	 conn_timeout(int, short, void *);
+static int	 conn_limited(const char *);
 static int	 conn_reading(struct conn *);
 static void	 conn_arm(struct conn *);
 static int	 conn_handshake(struct conn *);
@@ -47,6 +48,22 @@ conn_find(uint32_t id)
 	return (NULL);
 }
 
+/* A cap per process and per client address on descriptors held. */
+static int
+conn_limited(const char *host)
+{
+	struct conn	*c;
+	uint32_t	 n = 0;
+
+	if ((uint32_t)nconns >= lconf.max_conns)
+		return (1);
+	TAILQ_FOREACH(c, &conns, entry)
+		if (strcmp(c->host, host) == 0 &&
+		    ++n >= lconf.max_conns_per_ip)
+			return (1);
+	return (0);
+}
+
 void
 conn_accept(int lfd, short events, void *arg)
 {
@@ -55,6 +72,7 @@ conn_accept(int lfd, short events, void *arg)
 	socklen_t		 sslen;
 	struct timeval		 tv;
 	struct conn		*c;
+	char			 peer[POP3D_ADDRLEN], host[POP3D_ADDRLEN];
 	int			 fd, i;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
@@ -75,6 +93,14 @@ conn_accept(int lfd, short events, void *arg)
 				log_warn("accept on %s", l->addr);
 			return;
 		}
+		addr_string((struct sockaddr *)&ss, sslen, peer,
+		    sizeof(peer));
+		addr_host(peer, host, sizeof(host));
+		if (conn_limited(host)) {
+			log_warnx("%s: connection refused: too many", peer);
+			close(fd);
+			continue;
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL ||
 		    iobuf_init(&c->in, PREAUTH_BUFSIZE) == -1 ||
 		    iobuf_init(&c->out, PREAUTH_BUFSIZE) == -1) {
@@ -92,8 +118,8 @@ conn_accept(int lfd, short events, void *arg)
 		c->fd = fd;
 		c->l = l;
 		c->mfd = -1;
-		addr_string((struct sockaddr *)&ss, sslen, c->peer,
-		    sizeof(c->peer));
+		strlcpy(c->peer, peer, sizeof(c->peer));
+		strlcpy(c->host, host, sizeof(c->host));
 		TAILQ_INSERT_TAIL(&conns, c, entry);
 		nconns++;
 

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,7 @@ static void	 master_dispatch(int, short, void *);
 static void	 login_drain(void);
 static void	 sig_handler(int, short, void *);
 static int	 strfits(const char *, size_t);
+static void	 raise_fd_limit(void);
 
 static void
 usage(void)
@@ -96,6 +98,7 @@ main(int argc, char *argv[])
 		fatalx("tls_init");
 
 	config_receive(PROC_FD);
+	raise_fd_limit();
 	privdrop(lconf.chroot, lconf.uid, lconf.gid);
 	tls_setup();
 
@@ -385,6 +388,19 @@ sig_handler(int sig, short events, void *arg)
 		/* The master restarts us for a reload; nothing to do. */
 		break;
 	}
+}
+
+/* Each session holds two descriptors here: the client and the relay. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit");
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("setrlimit");
 }
 
 static int

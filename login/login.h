@@ -61,6 +61,7 @@ struct conn {
 	struct listener		*l;
 	enum conn_state		 state;
 	char			 peer[POP3D_ADDRLEN];
+	char			 host[POP3D_ADDRLEN];	/* peer without port */
 	struct event		 ev;		/* client socket */
 	struct event		 timer;		/* pre-auth deadline */
 	short			 rwant;		/* event a read waits on */

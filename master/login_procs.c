@@ -158,6 +158,9 @@ login_configure(struct login_proc *p)
 	lc.cleartext_auth = conf->cleartext_auth;
 	lc.show_implementation = conf->show_implementation;
 	lc.max_auth_failures = conf->max_auth_failures;
+	/* Sessions count in the master; this bounds descriptors here. */
+	lc.max_conns = conf->max_sessions + conf->max_sessions_per_ip;
+	lc.max_conns_per_ip = conf->max_sessions_per_ip;
 	strlcpy(lc.chroot, conf->chroot, sizeof(lc.chroot));
 	strlcpy(lc.tls_protocols, conf->tls_protocols,
 	    sizeof(lc.tls_protocols));

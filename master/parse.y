@@ -146,7 +146,7 @@ static int	 check_config(const char *);
 %}
 
 %token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CONTROL CURVES
-%token	FAILUREDELAY SOCKET SYSTEM
+%token	FAILUREDELAY MAXSESSIONS MAXSESSIONSPERIP SOCKET SYSTEM
 %token	IMPLEMENTATION INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
 %token	MAILDIR MAILDROP MAXAUTHFAILURES MBOX NO ON PASSWD PKI PORT
 %token	PROTOCOLS STARTTLS TIMEOUT TLS USER YES
@@ -295,6 +295,22 @@ main		: PKI STRING CERT STRING	{
 				YYERROR;
 			}
 			newconf->failure_delay = $2;
+		}
+		| MAXSESSIONS NUMBER		{
+			if ($2 < 1 || $2 > 100000) {
+				yyerror("max-sessions %lld out of range "
+				    "1..100000", (long long)$2);
+				YYERROR;
+			}
+			newconf->max_sessions = $2;
+		}
+		| MAXSESSIONSPERIP NUMBER	{
+			if ($2 < 1 || $2 > 100000) {
+				yyerror("max-sessions-per-ip %lld out of range "
+				    "1..100000", (long long)$2);
+				YYERROR;
+			}
+			newconf->max_sessions_per_ip = $2;
 		}
 		| MAXAUTHFAILURES NUMBER	{
 			if ($2 < 1 || $2 > 100) {
@@ -451,6 +467,8 @@ lookup(const char *s)
 		{ "maildir",		MAILDIR },
 		{ "maildrop",		MAILDROP },
 		{ "max-auth-failures",	MAXAUTHFAILURES },
+		{ "max-sessions",	MAXSESSIONS },
+		{ "max-sessions-per-ip", MAXSESSIONSPERIP },
 		{ "mbox",		MBOX },
 		{ "no",			NO },
 		{ "on",			ON },
@@ -1309,6 +1327,8 @@ conf_defaults(struct pop3d_conf *c)
 	c->show_implementation = 1;
 	c->max_auth_failures = 3;
 	c->failure_delay = 1;
+	c->max_sessions = 1000;
+	c->max_sessions_per_ip = 20;
 	strlcpy(c->control_socket, POP3D_SOCKET, sizeof(c->control_socket));
 	strlcpy(c->tls_protocols, "secure", sizeof(c->tls_protocols));
 	strlcpy(c->tls_ciphers, "secure", sizeof(c->tls_ciphers));

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "addr.h"
 #include "log.h"
 #include "master.h"
 #include "pop3d.h"
@@ -32,21 +33,9 @@ struct penalty {
 static LIST_HEAD(, penalty)	 buckets[PENALTY_BUCKETS];
 static size_t			 npenalties;
 
-static void		 peer_address(const char *, char *, size_t);
 static unsigned int	 addr_hash(const char *);
 static struct penalty	*penalty_get(const char *, time_t, int);
 static void		 penalty_expire(time_t);
-
-/* "192.0.2.1:4711" and "[2001:db8::1]:4711" without the port. */
-static void
-peer_address(const char *peer, char *buf, size_t len)
-{
-	char	*p;
-
-	strlcpy(buf, peer[0] == '[' ? peer + 1 : peer, len);
-	if ((p = strrchr(buf, peer[0] == '[' ? ']' : ':')) != NULL)
-		*p = '\0';
-}
 
 static unsigned int
 addr_hash(const char *s)
@@ -121,7 +110,7 @@ penalty_fail(const char *peer, uint32_t conn_failures)
 	uint64_t	 ms, base = (uint64_t)conf->failure_delay * 1000;
 	uint32_t	 addr_failures = 0;
 
-	peer_address(peer, addr, sizeof(addr));
+	addr_host(peer, addr, sizeof(addr));
 	if ((p = penalty_get(addr, now, 1)) != NULL) {
 		addr_failures = p->failures;
 		if (p->failures < UINT32_MAX)

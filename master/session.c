@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "imsgev.h"
 #include "log.h"
 #include "master.h"
@@ -36,6 +37,7 @@ static TAILQ_HEAD(, session)	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static uint32_t			 session_nextid = 1;
 static int			 nsessions;
 
+static int	 session_limited(const char *);
 static void	 session_refuse(struct auth_job *);
 static int	 maildrop_path(const struct user *, char *, size_t);
 static void	 session_dispatch(int, short, void *);
@@ -49,6 +51,10 @@ session_start(struct auth_job *job)
 	struct session		*s;
 	int			 sp[2], fd;
 
+	if (session_limited(job->req.peer)) {
+		login_reply(job->login_pid, job->req.conn, AUTH_BUSY, 0, -1);
+		return;
+	}
 	memset(&ms, 0, sizeof(ms));
 	if (maildrop_path(&job->user, ms.maildrop, sizeof(ms.maildrop))
 	    == -1) {
@@ -92,6 +98,7 @@ session_start(struct auth_job *job)
 	ms.type = conf->maildrop_type;
 	ms.verbose = verbose;
 	ms.timeout = conf->timeout;
+	ms.implementation = conf->show_implementation;
 	strlcpy(ms.user, job->user.name, sizeof(ms.user));
 	imsgev_compose(&s->iev, IMSG_MAILBOX_START, 0, 0, sp[0], &ms,
 	    sizeof(ms));
@@ -99,6 +106,33 @@ session_start(struct auth_job *job)
 	    sp[1]);
 	log_info("session %u: %s: user %s logged in, mailbox pid %d",
 	    s->id, s->peer, s->user, s->pid);
+}
+
+/* max-sessions and max-sessions-per-ip: 1 if peer must wait. */
+static int
+session_limited(const char *peer)
+{
+	struct session	*s;
+	char		 host[POP3D_ADDRLEN], other[POP3D_ADDRLEN];
+	int		 n = 0;
+
+	if (nsessions >= conf->max_sessions) {
+		log_warnx("%s: refused, max-sessions %d reached", peer,
+		    conf->max_sessions);
+		return (1);
+	}
+	addr_host(peer, host, sizeof(host));
+	TAILQ_FOREACH(s, &sessions, entry) {
+		addr_host(s->peer, other, sizeof(other));
+		if (strcmp(host, other) == 0)
+			n++;
+	}
+	if (n >= conf->max_sessions_per_ip) {
+		log_warnx("%s: refused, max-sessions-per-ip %d reached", peer,
+		    conf->max_sessions_per_ip);
+		return (1);
+	}
+	return (0);
 }
 
 static void
