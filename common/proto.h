@@ -63,6 +63,8 @@ struct login_conf {
 	uint32_t	cleartext_auth;		/* login without TLS */
 	uint32_t	show_implementation;
 	uint32_t	max_auth_failures;
+	uint32_t	max_conns;		/* per login process */
+	uint32_t	max_conns_per_ip;	/* per login process */
 	uint32_t	pad;
 	char		chroot[POP3D_PATHLEN];
 	char		tls_protocols[POP3D_NAMELEN];	/* libtls syntax */
@@ -108,7 +110,8 @@ enum auth_status {
 	AUTH_OK,		/* fd is the session's socketpair end */
 	AUTH_FAIL,		/* bad user or password */
 	AUTH_TEMPFAIL,		/* server trouble, try later */
-	AUTH_TLS_REQUIRED	/* right password, but tls-only user */
+	AUTH_TLS_REQUIRED,	/* right password, but tls-only user */
+	AUTH_BUSY		/* too many sessions, overall or from there */
 };
 
 struct auth_result {
@@ -130,6 +133,7 @@ struct mailbox_start {
 	uint32_t	type;			/* enum maildrop_type */
 	uint32_t	verbose;
 	uint32_t	timeout;		/* autologout, seconds */
+	uint32_t	implementation;		/* IMPLEMENTATION in CAPA */
 	char		user[POP3D_NAMELEN];
 	char		maildrop[POP3D_PATHLEN];
 };
