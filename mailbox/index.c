@@ -1,9 +1,16 @@
 /*
- * The SQLite message index, /pop3d.index in the Maildir root.  It keeps
- * each message's size, unique-id and place in the message order, so a
- * session opens only the files it has never seen.  Maildir files never
- * change after delivery; only their names after the ':' do, so a message
- * is known by its base name.
+ * The SQLite message index, /pop3d.index in the chroot (the Maildir
+ * root, or the mbox's index directory).  It is a cache, never the
+ * truth: each session reconciles it with the maildrop, and one that is
+ * missing, damaged or foreign is rebuilt.  What it saves is work: the
+ * sizes and unique-ids of messages seen before, so that a session reads
+ * only what is new.
+ *
+ * Maildir files never change after delivery; only their names after
+ * the ':' do, so a Maildir message is known by its base name, which is
+ * also its unique-id when RFC 1939 allows.  mbox messages are known by
+ * a hash of their content (mbox.c); the index keeps their offsets and
+ * the file's identity, so an unchanged mbox is not read at all.
  */
 
 #include <sys/types.h>
@@ -21,47 +28,48 @@
 #include "mailbox.h"
 
 #define INDEX_PATH	"/pop3d.index"
-#define INDEX_VERSION	1
+#define INDEX_VERSION	2
 #define INDEX_BUSYMS	5000
-#define UIDL_MAX	70		/* RFC 1939 */
 #define UIDL_TRIES	100
 
-/* What a failed step calls for. */
-enum {
-	IDX_OK,
-	IDX_FAIL,		/* give up: the session fails, try later */
-	IDX_REBUILD		/* damaged or foreign: remove and start over */
-};
-
-struct row {
-	int64_t		 id;
-	char		*base;
-	char		*uidl;
-	uint64_t	 size;
-};
-
 static sqlite3		*db;
-static sqlite3_stmt	*st_select, *st_insert, *st_delete;
+static sqlite3_stmt	*st_byname, *st_insert, *st_delete, *st_size;
 
 static const char *const index_files[] = {
 	INDEX_PATH, INDEX_PATH "-wal", INDEX_PATH "-shm",
 	INDEX_PATH "-journal"
 };
 
+static const char	 schema_mbox[] =
+	"CREATE TABLE mbox ("
+	"id INTEGER PRIMARY KEY, "
+	"hash BLOB NOT NULL, "
+	"uidl TEXT UNIQUE NOT NULL, "
+	"size INTEGER NOT NULL, "
+	"fromoff INTEGER NOT NULL, "
+	"msgstart INTEGER NOT NULL, "
+	"msgend INTEGER NOT NULL); "
+	"CREATE TABLE mboxstate ("
+	"id INTEGER PRIMARY KEY CHECK (id = 1), "
+	"dev INTEGER NOT NULL, "
+	"ino INTEGER NOT NULL, "
+	"size INTEGER NOT NULL, "
+	"mtime INTEGER NOT NULL, "
+	"ctime INTEGER NOT NULL)";
+
 static int	 index_status(int);
 static int	 index_exec(const char *);
 static int	 index_prepare(const char *, sqlite3_stmt **);
+static int	 index_int(const char *, int *);
+static int	 index_schema(void);
 static int	 index_open(void);
 static int	 index_unlink(void);
-static int	 index_rows(struct row **, size_t *);
-static void	 index_freerows(struct row *, size_t);
 static int	 index_insert(struct msg *);
+static int	 index_match(struct session *, int64_t **, size_t *);
 static int	 index_sync(struct session *);
 static void	 index_compact(struct session *);
-static int	 uidl_valid(const char *);
 static void	 uidl_derive(const char *, int, char *, size_t);
 static int	 cmp_base(const void *, const void *);
-static int	 cmp_rowbase(const void *, const void *);
 static int	 cmp_name(const void *, const void *);
 static int	 cmp_id(const void *, const void *);
 
@@ -83,7 +91,10 @@ index_exec(const char *sql)
 	int	 rc;
 
 	if ((rc = sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK) {
-		log_warnx("index: %s: %s", sql, sqlite3_errmsg(db));
+		log_warnx("index: %.60s: %s", sql, sqlite3_errmsg(db));
+		/* Our schema version, but not our tables: not ours. */
+		if ((rc & 0xff) == SQLITE_ERROR)
+			return (IDX_REBUILD);
 		return (index_status(rc));
 	}
 	return (IDX_OK);
@@ -95,12 +106,82 @@ index_prepare(const char *sql, sqlite3_stmt **st)
 	int	 rc;
 
 	if ((rc = sqlite3_prepare_v2(db, sql, -1, st, NULL)) != SQLITE_OK) {
-		log_warnx("index: %s: %s", sql, sqlite3_errmsg(db));
-		/* Our schema version with other tables: not ours. */
+		log_warnx("index: %.60s: %s", sql, sqlite3_errmsg(db));
 		if ((rc & 0xff) == SQLITE_ERROR)
 			return (IDX_REBUILD);
 		return (index_status(rc));
 	}
+	return (IDX_OK);
+}
+
+/* A query of one integer, e.g. a PRAGMA. */
+static int
+index_int(const char *sql, int *v)
+{
+	sqlite3_stmt	*st;
+	int		 rc, rv;
+
+	if ((rv = index_prepare(sql, &st)) != IDX_OK)
+		return (rv);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		log_warnx("index: %s: %s", sql, sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return (index_status(rc));
+	}
+	*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return (IDX_OK);
+}
+
+/*
+ * Create the tables, or bring those of version 1 (Maildir only, no file
+ * sizes) to version 2 in place: its rows, unique-ids included, stay.
+ */
+static int
+index_schema(void)
+{
+	int	 rv, version, tables;
+
+	if ((rv = index_int("PRAGMA user_version", &version)) != IDX_OK)
+		return (rv);
+	if (version == INDEX_VERSION)
+		return (IDX_OK);
+	if (version == 0) {
+		if ((rv = index_int("SELECT count(*) FROM sqlite_master",
+		    &tables)) != IDX_OK)
+			return (rv);
+		if (tables != 0) {
+			log_warnx("index: %s has tables but no version",
+			    INDEX_PATH);
+			return (IDX_REBUILD);
+		}
+	} else if (version != 1) {
+		log_warnx("index: %s has unknown schema version %d",
+		    INDEX_PATH, version);
+		return (IDX_REBUILD);
+	}
+
+	if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK)
+		return (rv);
+	if (version == 0)
+		rv = index_exec("CREATE TABLE msg ("
+		    "id INTEGER PRIMARY KEY, "
+		    "base TEXT UNIQUE NOT NULL, "
+		    "uidl TEXT UNIQUE NOT NULL, "
+		    "size INTEGER NOT NULL, "
+		    "fsize INTEGER NOT NULL DEFAULT -1)");
+	else
+		rv = index_exec("ALTER TABLE msg ADD COLUMN "
+		    "fsize INTEGER NOT NULL DEFAULT -1");
+	if (rv != IDX_OK ||
+	    (rv = index_exec(schema_mbox)) != IDX_OK ||
+	    (rv = index_exec("PRAGMA user_version=2")) != IDX_OK ||
+	    (rv = index_exec("COMMIT")) != IDX_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return (rv);
+	}
+	log_debug("index: %s %s", version ? "upgraded" : "created",
+	    INDEX_PATH);
 	return (IDX_OK);
 }
 
@@ -109,7 +190,7 @@ index_open(void)
 {
 	sqlite3_stmt	*st;
 	const char	*mode;
-	int		 rc, rv, version, tables;
+	int		 rc, rv;
 
 	rc = sqlite3_open_v2(INDEX_PATH, &db,
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -118,6 +199,7 @@ index_open(void)
 		    db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		return (index_status(rc));
 	}
+	/* An index we cannot keep up to date would give wrong answers. */
 	if (sqlite3_db_readonly(db, "main") == 1) {
 		log_warnx("index: %s is read-only", INDEX_PATH);
 		return (IDX_FAIL);
@@ -144,61 +226,18 @@ index_open(void)
 		if ((rv = index_exec("PRAGMA journal_mode=DELETE")) != IDX_OK)
 			return (rv);
 	}
-	if ((rv = index_exec("PRAGMA synchronous=NORMAL")) != IDX_OK)
+	if ((rv = index_exec("PRAGMA synchronous=NORMAL")) != IDX_OK ||
+	    (rv = index_schema()) != IDX_OK)
 		return (rv);
 
-	if ((rv = index_prepare("PRAGMA user_version", &st)) != IDX_OK)
-		return (rv);
-	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-		log_warnx("index: user_version: %s", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
-		return (index_status(rc));
-	}
-	version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-
-	if (version == 0) {
-		if ((rv = index_prepare("SELECT count(*) FROM sqlite_master",
-		    &st)) != IDX_OK)
-			return (rv);
-		if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-			log_warnx("index: sqlite_master: %s",
-			    sqlite3_errmsg(db));
-			sqlite3_finalize(st);
-			return (index_status(rc));
-		}
-		tables = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
-		if (tables != 0) {
-			log_warnx("index: %s has tables but no version",
-			    INDEX_PATH);
-			return (IDX_REBUILD);
-		}
-		if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK)
-			return (rv);
-		if ((rv = index_exec("CREATE TABLE msg ("
-		    "id INTEGER PRIMARY KEY, "
-		    "base TEXT UNIQUE NOT NULL, "
-		    "uidl TEXT UNIQUE NOT NULL, "
-		    "size INTEGER NOT NULL)")) != IDX_OK ||
-		    (rv = index_exec("PRAGMA user_version=1")) != IDX_OK ||
-		    (rv = index_exec("COMMIT")) != IDX_OK) {
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-			return (rv);
-		}
-		log_debug("index: created %s", INDEX_PATH);
-	} else if (version != INDEX_VERSION) {
-		log_warnx("index: %s has unknown schema version %d",
-		    INDEX_PATH, version);
-		return (IDX_REBUILD);
-	}
-
-	if ((rv = index_prepare("SELECT id, base, uidl, size FROM msg",
-	    &st_select)) != IDX_OK ||
-	    (rv = index_prepare("INSERT INTO msg (base, uidl, size) "
-	    "VALUES (?, ?, ?)", &st_insert)) != IDX_OK ||
+	if ((rv = index_prepare("SELECT id, base, uidl, size, fsize "
+	    "FROM msg ORDER BY base", &st_byname)) != IDX_OK ||
+	    (rv = index_prepare("INSERT INTO msg (base, uidl, size, fsize) "
+	    "VALUES (?, ?, ?, ?)", &st_insert)) != IDX_OK ||
 	    (rv = index_prepare("DELETE FROM msg WHERE id = ?",
-	    &st_delete)) != IDX_OK)
+	    &st_delete)) != IDX_OK ||
+	    (rv = index_prepare("UPDATE msg SET size = ?, fsize = ? "
+	    "WHERE id = ?", &st_size)) != IDX_OK)
 		return (rv);
 	return (IDX_OK);
 }
@@ -206,10 +245,11 @@ index_open(void)
 void
 index_close(void)
 {
-	sqlite3_finalize(st_select);
+	sqlite3_finalize(st_byname);
 	sqlite3_finalize(st_insert);
 	sqlite3_finalize(st_delete);
-	st_select = st_insert = st_delete = NULL;
+	sqlite3_finalize(st_size);
+	st_byname = st_insert = st_delete = st_size = NULL;
 	if (db != NULL && sqlite3_close(db) != SQLITE_OK)
 		log_warnx("index: close: %s", sqlite3_errmsg(db));
 	db = NULL;
@@ -229,77 +269,8 @@ index_unlink(void)
 	return (0);
 }
 
-static void
-index_freerows(struct row *rows, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; i < n; i++) {
-		free(rows[i].base);
-		free(rows[i].uidl);
-	}
-	free(rows);
-}
-
-static int
-index_rows(struct row **rowsp, size_t *np)
-{
-	struct row	*rows = NULL, *tmp, *r;
-	const char	*base, *uidl;
-	size_t		 n = 0, cap = 0;
-	int64_t		 size;
-	int		 rc;
-
-	while ((rc = sqlite3_step(st_select)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			if ((tmp = reallocarray(rows, cap,
-			    sizeof(*rows))) == NULL) {
-				log_warn("index: reallocarray");
-				goto fail;
-			}
-			rows = tmp;
-		}
-		base = (const char *)sqlite3_column_text(st_select, 1);
-		uidl = (const char *)sqlite3_column_text(st_select, 2);
-		size = sqlite3_column_int64(st_select, 3);
-		/* Rows we never write mean someone else wrote them. */
-		if (base == NULL || uidl == NULL || size < 0 ||
-		    *uidl == '\0' || strlen(uidl) > UIDL_MAX) {
-			log_warnx("index: malformed row");
-			sqlite3_reset(st_select);
-			index_freerows(rows, n);
-			return (IDX_REBUILD);
-		}
-		r = &rows[n];
-		r->id = sqlite3_column_int64(st_select, 0);
-		r->size = size;
-		r->base = strdup(base);
-		r->uidl = strdup(uidl);
-		n++;
-		if (r->base == NULL || r->uidl == NULL) {
-			log_warn("index: strdup");
-			goto fail;
-		}
-	}
-	if (rc != SQLITE_DONE) {
-		log_warnx("index: select: %s", sqlite3_errmsg(db));
-		sqlite3_reset(st_select);
-		index_freerows(rows, n);
-		return (index_status(rc));
-	}
-	sqlite3_reset(st_select);
-	*rowsp = rows;
-	*np = n;
-	return (IDX_OK);
- fail:
-	sqlite3_reset(st_select);
-	index_freerows(rows, n);
-	return (IDX_FAIL);
-}
-
 /* The file's own name is the best unique-id, when RFC 1939 allows it. */
-static int
+int
 uidl_valid(const char *s)
 {
 	size_t	 i;
@@ -344,7 +315,8 @@ index_insert(struct msg *m)
 		    sqlite3_bind_text(st_insert, 2, uidl, -1,
 		    SQLITE_STATIC) != SQLITE_OK ||
 		    sqlite3_bind_int64(st_insert, 3, (int64_t)m->size) !=
-		    SQLITE_OK) {
+		    SQLITE_OK ||
+		    sqlite3_bind_int64(st_insert, 4, m->fsize) != SQLITE_OK) {
 			log_warnx("index: bind: %s", sqlite3_errmsg(db));
 			sqlite3_reset(st_insert);
 			return (IDX_FAIL);
@@ -354,7 +326,9 @@ index_insert(struct msg *m)
 		sqlite3_clear_bindings(st_insert);
 		if (rc == SQLITE_DONE) {
 			m->id = sqlite3_last_insert_rowid(db);
-			if ((m->uidl = strdup(uidl)) == NULL) {
+			if (strcmp(uidl, m->base) == 0)
+				m->uidl = m->base;
+			else if ((m->uidl = arena_strdup(uidl)) == NULL) {
 				log_warn("index: strdup");
 				return (IDX_FAIL);
 			}
@@ -371,6 +345,90 @@ index_insert(struct msg *m)
 }
 
 /*
+ * Walk the rows in base name order beside the files, sorted the same
+ * way: one pass, no copy of the whole table.  Files without a row are
+ * marked new, rows without a file are returned for deletion.
+ */
+static int
+index_match(struct session *s, int64_t **dropp, size_t *ndropp)
+{
+	struct msg	*m;
+	const char	*base, *uidl;
+	int64_t		*drop = NULL, *tmp, size, fsize, hint;
+	size_t		 i = 0, ndrop = 0, cap = 0;
+	int		 rc, c, rv = IDX_FAIL;
+
+	while ((rc = sqlite3_step(st_byname)) == SQLITE_ROW) {
+		base = (const char *)sqlite3_column_text(st_byname, 1);
+		uidl = (const char *)sqlite3_column_text(st_byname, 2);
+		size = sqlite3_column_int64(st_byname, 3);
+		fsize = sqlite3_column_int64(st_byname, 4);
+		/* Rows we never write mean someone else wrote them. */
+		if (base == NULL || uidl == NULL || size < 0 ||
+		    fsize < -1 || !uidl_valid(uidl)) {
+			log_warnx("index: malformed row");
+			rv = IDX_REBUILD;
+			goto done;
+		}
+		c = 1;
+		for (; i < s->nmsgs; i++) {
+			m = &s->msgs[i];
+			if (m->flags & MSG_SKIP)
+				continue;
+			if ((c = strcmp(m->base, base)) >= 0)
+				break;
+			m->flags |= MSG_NEW;
+		}
+		if (c != 0) {
+			if (ndrop == cap) {
+				cap = cap ? cap * 2 : 64;
+				if ((tmp = reallocarray(drop, cap,
+				    sizeof(*drop))) == NULL) {
+					log_warn("index: reallocarray");
+					goto done;
+				}
+				drop = tmp;
+			}
+			drop[ndrop++] = sqlite3_column_int64(st_byname, 0);
+			continue;
+		}
+		m = &s->msgs[i++];
+		m->id = sqlite3_column_int64(st_byname, 0);
+		m->size = size;
+		m->fsize = fsize;
+		if (strcmp(uidl, m->base) == 0)
+			m->uidl = m->base;
+		else if ((m->uidl = arena_strdup(uidl)) == NULL) {
+			log_warn("index: strdup");
+			goto done;
+		}
+		/* A size in the name that disagrees: read the file again. */
+		if ((hint = maildir_namesize(m->base)) != -1 && fsize != -1 &&
+		    hint != fsize)
+			m->flags |= MSG_STALE;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("index: select: %s", sqlite3_errmsg(db));
+		rv = index_status(rc);
+		goto done;
+	}
+	for (; i < s->nmsgs; i++)
+		if (!(s->msgs[i].flags & MSG_SKIP))
+			s->msgs[i].flags |= MSG_NEW;
+	rv = IDX_OK;
+ done:
+	sqlite3_reset(st_byname);
+	if (rv != IDX_OK) {
+		free(drop);
+		drop = NULL;
+		ndrop = 0;
+	}
+	*dropp = drop;
+	*ndropp = ndrop;
+	return (rv);
+}
+
+/*
  * Bring the index in line with cur/, in one transaction: rows of files
  * gone are dropped, files never seen are read once and added.  The
  * session's messages get their ids, sizes and unique-ids.
@@ -378,32 +436,27 @@ index_insert(struct msg *m)
 static int
 index_sync(struct session *s)
 {
-	struct row	*rows = NULL;
 	struct msg	*m, **fresh = NULL;
-	size_t		 nrows = 0, nfresh = 0, dropped = 0, i, j;
-	int		 rv, rc, c;
+	int64_t		*drop = NULL;
+	size_t		 ndrop = 0, nfresh = 0, nstale = 0, i, j;
+	int		 rv, rc;
 
 	/* A second try after a rebuild starts from the scan alone. */
 	for (i = 0; i < s->nmsgs; i++) {
 		m = &s->msgs[i];
-		free(m->uidl);
 		m->uidl = NULL;
 		m->id = 0;
 		m->size = 0;
+		m->fsize = -1;
 		m->flags = 0;
 	}
 
 	if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK)
 		return (rv);
-	if ((rv = index_rows(&rows, &nrows)) != IDX_OK)
-		goto fail;
 
 	/* qsort(3) wants an array, even an empty one. */
 	if (s->nmsgs > 0)
 		qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_base);
-	if (nrows > 0)
-		qsort(rows, nrows, sizeof(*rows), cmp_rowbase);
-
 	/* Two files of one message (a crashed rename?): show one. */
 	for (i = 1; i < s->nmsgs; i++) {
 		if (strcmp(s->msgs[i].base, s->msgs[i - 1].base) == 0) {
@@ -413,42 +466,36 @@ index_sync(struct session *s)
 			    safename(s->msgs[i - 1].name));
 		}
 	}
+	if ((rv = index_match(s, &drop, &ndrop)) != IDX_OK)
+		goto fail;
 
-	i = j = 0;
-	while (i < s->nmsgs || j < nrows) {
-		if (i < s->nmsgs && (s->msgs[i].flags & MSG_SKIP)) {
-			i++;
+	for (i = 0; i < ndrop; i++) {
+		rc = sqlite3_bind_int64(st_delete, 1, drop[i]);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st_delete);
+		sqlite3_reset(st_delete);
+		if (rc != SQLITE_DONE) {
+			log_warnx("index: delete: %s", sqlite3_errmsg(db));
+			rv = index_status(rc);
+			goto fail;
+		}
+	}
+
+	for (i = 0; i < s->nmsgs; i++) {
+		m = &s->msgs[i];
+		if (m->flags & MSG_NEW)
+			nfresh++;
+		if (!(m->flags & MSG_STALE))
+			continue;
+		nstale++;
+		if (maildir_size(m, &m->size, &m->fsize) == -1) {
+			log_warn("cur/%s: not listed", safename(m->name));
+			m->flags |= MSG_SKIP;
 			continue;
 		}
-		if (i == s->nmsgs)
-			c = 1;
-		else if (j == nrows)
-			c = -1;
-		else
-			c = strcmp(s->msgs[i].base, rows[j].base);
-		if (c < 0) {
-			s->msgs[i++].flags |= MSG_NEW;
-			nfresh++;
-		} else if (c > 0) {
-			rc = sqlite3_bind_int64(st_delete, 1, rows[j].id);
-			if (rc == SQLITE_OK)
-				rc = sqlite3_step(st_delete);
-			if (rc != SQLITE_DONE) {
-				log_warnx("index: delete: %s",
-				    sqlite3_errmsg(db));
-				sqlite3_reset(st_delete);
-				rv = index_status(rc);
-				goto fail;
-			}
-			sqlite3_reset(st_delete);
-			dropped++;
-			j++;
-		} else {
-			m = &s->msgs[i++];
-			m->id = rows[j].id;
-			m->size = rows[j].size;
-			m->uidl = rows[j].uidl;
-			rows[j++].uidl = NULL;
+		if ((rv = index_update_size(m)) != 0) {
+			rv = IDX_FAIL;
+			goto fail;
 		}
 	}
 
@@ -466,7 +513,7 @@ index_sync(struct session *s)
 		qsort(fresh, nfresh, sizeof(*fresh), cmp_name);
 	for (i = 0; i < nfresh; i++) {
 		m = fresh[i];
-		if (maildir_size(m, &m->size) == -1) {
+		if (maildir_size(m, &m->size, &m->fsize) == -1) {
 			/* Left for a later session; never a wrong size. */
 			log_warn("cur/%s: not listed", safename(m->name));
 			m->flags |= MSG_SKIP;
@@ -478,14 +525,14 @@ index_sync(struct session *s)
 
 	if ((rv = index_exec("COMMIT")) != IDX_OK)
 		goto fail;
-	log_debug("index: %zu rows, %zu added, %zu dropped", nrows, nfresh,
-	    dropped);
-	index_freerows(rows, nrows);
+	log_debug("index: %zu added, %zu dropped, %zu read again", nfresh,
+	    ndrop, nstale);
+	free(drop);
 	free(fresh);
 	return (IDX_OK);
  fail:
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	index_freerows(rows, nrows);
+	free(drop);
 	free(fresh);
 	return (rv);
 }
@@ -494,17 +541,16 @@ index_sync(struct session *s)
 static void
 index_compact(struct session *s)
 {
-	size_t	 i, n = 0;
+	struct msg	*m;
+	size_t		 i, n = 0;
 
 	for (i = 0; i < s->nmsgs; i++) {
-		if (s->msgs[i].flags & MSG_SKIP) {
-			free(s->msgs[i].name);
-			free(s->msgs[i].base);
-			free(s->msgs[i].uidl);
+		m = &s->msgs[i];
+		/* Their strings stay in the arena till the end. */
+		if ((m->flags & MSG_SKIP) || m->uidl == NULL)
 			continue;
-		}
-		s->msgs[i].flags &= ~MSG_NEW;
-		s->msgs[n++] = s->msgs[i];
+		m->flags &= ~(MSG_NEW | MSG_STALE);
+		s->msgs[n++] = *m;
 	}
 	s->nmsgs = n;
 	if (n > 0)
@@ -517,10 +563,13 @@ index_load(struct session *s)
 	int	 rv, tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		if ((rv = index_open()) == IDX_OK &&
-		    (rv = index_sync(s)) == IDX_OK) {
-			index_compact(s);
-			return (0);
+		if ((rv = index_open()) == IDX_OK) {
+			if (s->type == MAILDROP_MBOX)
+				rv = mbox_sync(s);
+			else if ((rv = index_sync(s)) == IDX_OK)
+				index_compact(s);
+			if (rv == IDX_OK)
+				return (0);
 		}
 		index_close();
 		if (rv != IDX_REBUILD || tries > 0)
@@ -534,7 +583,7 @@ index_load(struct session *s)
 	return (-1);
 }
 
-/* Rows of the messages unlinked at QUIT, in one transaction. */
+/* Rows of the Maildir messages unlinked at QUIT, in one transaction. */
 int
 index_remove(struct session *s)
 {
@@ -563,6 +612,245 @@ index_remove(struct session *s)
 	return (0);
 }
 
+/* A Maildir message measured again. */
+int
+index_update_size(const struct msg *m)
+{
+	int	 rc;
+
+	if (db == NULL)
+		return (-1);
+	if ((rc = sqlite3_bind_int64(st_size, 1, (int64_t)m->size)) ==
+	    SQLITE_OK &&
+	    (rc = sqlite3_bind_int64(st_size, 2, m->fsize)) == SQLITE_OK &&
+	    (rc = sqlite3_bind_int64(st_size, 3, m->id)) == SQLITE_OK)
+		rc = sqlite3_step(st_size);
+	sqlite3_reset(st_size);
+	if (rc != SQLITE_DONE) {
+		log_warnx("index: update: %s", sqlite3_errmsg(db));
+		return (-1);
+	}
+	return (0);
+}
+
+/* What the index knew of the mbox file; size -1 if nothing. */
+int
+index_mbox_state(struct mboxstate *ms)
+{
+	sqlite3_stmt	*st;
+	int		 rc, rv;
+
+	ms->size = -1;
+	if ((rv = index_prepare("SELECT dev, ino, size, mtime, ctime "
+	    "FROM mboxstate WHERE id = 1", &st)) != IDX_OK)
+		return (rv);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		ms->dev = sqlite3_column_int64(st, 0);
+		ms->ino = sqlite3_column_int64(st, 1);
+		ms->size = sqlite3_column_int64(st, 2);
+		ms->mtime = sqlite3_column_int64(st, 3);
+		ms->ctime = sqlite3_column_int64(st, 4);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_warnx("index: mboxstate: %s", sqlite3_errmsg(db));
+		return (index_status(rc));
+	}
+	return (IDX_OK);
+}
+
+/* The messages of an unchanged mbox, straight from the index. */
+int
+index_mbox_rows(struct session *s)
+{
+	sqlite3_stmt	*st;
+	struct msg	*m, *tmp;
+	const void	*hash;
+	const char	*uidl;
+	size_t		 cap = 0;
+	int		 rc, rv;
+
+	if ((rv = index_prepare("SELECT id, hash, uidl, size, fromoff, "
+	    "msgstart, msgend FROM mbox ORDER BY id", &st)) != IDX_OK)
+		return (rv);
+	rv = IDX_FAIL;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (s->nmsgs == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((tmp = reallocarray(s->msgs, cap,
+			    sizeof(*s->msgs))) == NULL) {
+				log_warn("index: reallocarray");
+				goto done;
+			}
+			s->msgs = tmp;
+		}
+		hash = sqlite3_column_blob(st, 1);
+		uidl = (const char *)sqlite3_column_text(st, 2);
+		if (hash == NULL || sqlite3_column_bytes(st, 1) !=
+		    MBOX_HASHLEN || uidl == NULL || !uidl_valid(uidl)) {
+			log_warnx("index: malformed mbox row");
+			rv = IDX_REBUILD;
+			goto done;
+		}
+		m = &s->msgs[s->nmsgs];
+		memset(m, 0, sizeof(*m));
+		m->id = sqlite3_column_int64(st, 0);
+		memcpy(m->hash, hash, MBOX_HASHLEN);
+		m->size = sqlite3_column_int64(st, 3);
+		m->off = sqlite3_column_int64(st, 4);
+		m->start = sqlite3_column_int64(st, 5);
+		m->end = sqlite3_column_int64(st, 6);
+		if ((m->uidl = arena_strdup(uidl)) == NULL) {
+			log_warn("index: strdup");
+			goto done;
+		}
+		s->nmsgs++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("index: mbox rows: %s", sqlite3_errmsg(db));
+		rv = index_status(rc);
+		goto done;
+	}
+	rv = IDX_OK;
+ done:
+	sqlite3_finalize(st);
+	return (rv);
+}
+
+/*
+ * Content hashes and unique-ids the index gave, in message order; the
+ * unique-ids in the arena, to be taken over by the messages.
+ */
+int
+index_mbox_old(struct mboxrow **rowsp, size_t *np)
+{
+	sqlite3_stmt	*st;
+	struct mboxrow	*rows = NULL, *tmp;
+	const void	*hash;
+	const char	*uidl;
+	size_t		 n = 0, cap = 0;
+	int		 rc, rv;
+
+	if ((rv = index_prepare("SELECT id, hash, uidl FROM mbox "
+	    "ORDER BY id", &st)) != IDX_OK)
+		return (rv);
+	rv = IDX_FAIL;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		hash = sqlite3_column_blob(st, 1);
+		uidl = (const char *)sqlite3_column_text(st, 2);
+		if (hash == NULL || sqlite3_column_bytes(st, 1) !=
+		    MBOX_HASHLEN || uidl == NULL || !uidl_valid(uidl)) {
+			log_warnx("index: malformed mbox row");
+			rv = IDX_REBUILD;
+			goto done;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((tmp = reallocarray(rows, cap,
+			    sizeof(*rows))) == NULL) {
+				log_warn("index: reallocarray");
+				goto done;
+			}
+			rows = tmp;
+		}
+		rows[n].id = sqlite3_column_int64(st, 0);
+		memcpy(rows[n].hash, hash, MBOX_HASHLEN);
+		if ((rows[n].uidl = arena_strdup(uidl)) == NULL) {
+			log_warn("index: strdup");
+			goto done;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("index: mbox rows: %s", sqlite3_errmsg(db));
+		rv = index_status(rc);
+		goto done;
+	}
+	rv = IDX_OK;
+ done:
+	sqlite3_finalize(st);
+	if (rv != IDX_OK) {
+		free(rows);
+		rows = NULL;
+		n = 0;
+	}
+	*rowsp = rows;
+	*np = n;
+	return (rv);
+}
+
+/*
+ * The mbox as it is now, in one transaction: every message left (not
+ * removed) in file order, and the file's identity.
+ */
+int
+index_mbox_store(struct session *s, const struct mboxstate *ms)
+{
+	sqlite3_stmt	*st = NULL;
+	struct msg	*m;
+	size_t		 i;
+	int64_t		 id = 0;
+	int		 rc, rv;
+
+	if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK)
+		return (rv);
+	if ((rv = index_exec("DELETE FROM mbox")) != IDX_OK ||
+	    (rv = index_prepare("INSERT INTO mbox (id, hash, uidl, size, "
+	    "fromoff, msgstart, msgend) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	    &st)) != IDX_OK)
+		goto fail;
+	for (i = 0; i < s->nmsgs; i++) {
+		m = &s->msgs[i];
+		if (m->flags & MSG_REMOVED)
+			continue;
+		m->id = ++id;
+		if ((rc = sqlite3_bind_int64(st, 1, m->id)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_blob(st, 2, m->hash, MBOX_HASHLEN,
+		    SQLITE_STATIC)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_text(st, 3, m->uidl, -1,
+		    SQLITE_STATIC)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 4, (int64_t)m->size)) !=
+		    SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 5, (int64_t)m->off)) !=
+		    SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 6, (int64_t)m->start)) !=
+		    SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(st, 7, (int64_t)m->end)) !=
+		    SQLITE_OK)
+			goto stepfail;
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			goto stepfail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((rv = index_prepare("INSERT OR REPLACE INTO mboxstate (id, dev, "
+	    "ino, size, mtime, ctime) VALUES (1, ?, ?, ?, ?, ?)", &st)) !=
+	    IDX_OK)
+		goto fail;
+	if ((rc = sqlite3_bind_int64(st, 1, ms->dev)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, ms->ino)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 3, ms->size)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 4, ms->mtime)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 5, ms->ctime)) != SQLITE_OK ||
+	    (rc = sqlite3_step(st)) != SQLITE_DONE)
+		goto stepfail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((rv = index_exec("COMMIT")) != IDX_OK)
+		goto fail;
+	return (IDX_OK);
+ stepfail:
+	log_warnx("index: mbox insert: %s", sqlite3_errmsg(db));
+	rv = index_status(rc);
+ fail:
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return (rv);
+}
+
 static int
 cmp_base(const void *a, const void *b)
 {
@@ -572,14 +860,6 @@ cmp_base(const void *a, const void *b)
 	if ((c = strcmp(ma->base, mb->base)) != 0)
 		return (c);
 	return (strcmp(ma->name, mb->name));
-}
-
-static int
-cmp_rowbase(const void *a, const void *b)
-{
-	const struct row	*ra = a, *rb = b;
-
-	return (strcmp(ra->base, rb->base));
 }
 
 static int

@@ -3,6 +3,7 @@
  * as root with its imsg channel on PROC_FD and sends the session and the
  * client's stream.  It locks itself into the user's maildrop as the user
  * before it reads one client byte, then serves the TRANSACTION state.
+ * A Maildir is its own chroot; an mbox is entered by mboxlock.c.
  */
 
 #include <sys/types.h>
@@ -36,8 +37,6 @@ static void	 sig_stop(int);
 static void	 set_blocking(int);
 static int	 recv_start(struct mailbox_start *);
 static void	 client_setup(struct session *);
-__attribute__((__noreturn__))
-static void	 refuse(struct session *, const char *, const char *);
 static void	 maildrop_enter(struct session *,
 		    const struct mailbox_start *);
 
@@ -93,7 +92,7 @@ recv_start(struct mailbox_start *ms)
 	if (memchr(ms->user, '\0', sizeof(ms->user)) == NULL ||
 	    memchr(ms->maildrop, '\0', sizeof(ms->maildrop)) == NULL)
 		fatalx("IMSG_MAILBOX_START: unterminated string");
-	if (ms->type != MAILDROP_MAILDIR)
+	if (ms->type != MAILDROP_MAILDIR && ms->type != MAILDROP_MBOX)
 		fatalx("IMSG_MAILBOX_START: unknown maildrop type %u",
 		    ms->type);
 	if (ms->maildrop[0] != '/')
@@ -119,7 +118,7 @@ client_setup(struct session *s)
 }
 
 /* The reply to the client's PASS, when it cannot be +OK. */
-static void
+void
 refuse(struct session *s, const char *reply, const char *reason)
 {
 	out_printf("%s\r\n", reply);
@@ -141,15 +140,13 @@ maildrop_enter(struct session *s, const struct mailbox_start *ms)
 	if (ms->uid == 0 || ms->gid == 0) {
 		log_warnx("user %s: refusing a session as root",
 		    safename(s->user));
-		refuse(s, "-ERR [SYS/PERM] Mailbox access refused.",
-		    "root session refused");
+		refuse(s, REPLY_PERM, "root session refused");
 	}
 	if ((dfd = open(ms->maildrop, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) == -1) {
 		log_warn("user %s: maildrop %s", safename(s->user),
 		    ms->maildrop);
-		refuse(s, "-ERR [SYS/TEMP] Mailbox unavailable, try later.",
-		    "no maildrop");
+		refuse(s, REPLY_TEMP, "no maildrop");
 	}
 	if (fstat(dfd, &sb) == -1)
 		fatal("fstat %s", ms->maildrop);
@@ -157,16 +154,14 @@ maildrop_enter(struct session *s, const struct mailbox_start *ms)
 		log_warnx("user %s: maildrop %s is owned by uid %u, not %u",
 		    safename(s->user), ms->maildrop, (unsigned)sb.st_uid,
 		    (unsigned)ms->uid);
-		refuse(s, "-ERR [SYS/PERM] Mailbox access refused.",
-		    "maildrop not owned by the user");
+		refuse(s, REPLY_PERM, "maildrop not owned by the user");
 	}
 	/* RFC 1939's exclusive-access lock: one session per maildrop. */
 	if (flock(dfd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK) {
 			log_info("user %s: maildrop in use",
 			    safename(s->user));
-			refuse(s, "-ERR [IN-USE] Mailbox in use by another "
-			    "session.", "maildrop locked");
+			refuse(s, REPLY_INUSE, "maildrop locked");
 		}
 		log_warn("flock %s, going on unlocked", ms->maildrop);
 	}
@@ -187,7 +182,9 @@ session_end(struct session *s, const char *reason)
 	    "%llu octets sent", safename(s->user), reason, s->retrieved,
 	    s->deleted, (unsigned long long)out_bytes());
 	index_close();
-	maildir_free(s);
+	msgs_free(s);
+	if (s->type == MAILDROP_MBOX)
+		mbox_release(s);
 	close(s->fd);
 
 	memset(&done, 0, sizeof(done));
@@ -200,6 +197,15 @@ session_end(struct session *s, const char *reason)
 		log_warn("cannot report the session end to the master");
 	imsg_clear(&ibuf);
 	exit(0);
+}
+
+void
+msgs_free(struct session *s)
+{
+	free(s->msgs);
+	arena_free();
+	s->msgs = NULL;
+	s->nmsgs = 0;
 }
 
 /*
@@ -257,7 +263,11 @@ main(int argc, char *argv[])
 		fatal("imsg_init");
 
 	memset(&s, 0, sizeof(s));
+	s.mboxfd = s.keeperfd = -1;
+	s.keeper = -1;
 	s.fd = recv_start(&ms);
+	s.type = ms.type;
+	s.implementation = ms.implementation != 0;
 	if (ms.verbose)
 		log_setverbose(1);
 	s.id = ms.session;
@@ -271,10 +281,15 @@ main(int argc, char *argv[])
 	client_setup(&s);
 	out_init(&s);
 
-	maildrop_enter(&s, &ms);
-	if (maildir_scan(&s) == -1 || index_load(&s) == -1)
-		refuse(&s, "-ERR [SYS/TEMP] Mailbox unavailable, try later.",
-		    "mailbox unavailable");
+	if (s.type == MAILDROP_MBOX) {
+		mbox_enter(&s, &ms);
+		if (mbox_recover(&s) == -1 || index_load(&s) == -1)
+			refuse(&s, REPLY_TEMP, "mailbox unavailable");
+	} else {
+		maildrop_enter(&s, &ms);
+		if (maildir_scan(&s) == -1 || index_load(&s) == -1)
+			refuse(&s, REPLY_TEMP, "mailbox unavailable");
+	}
 	log_debug("user %s: %zu messages", safename(s.user), s.nmsgs);
 
 	/* The reply to PASS; the login process relays it. */

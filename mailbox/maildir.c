@@ -26,6 +26,8 @@ static int	 maildir_deliver(void);
 static int	 maildir_readcur(struct session *);
 static int	 maildir_msgopen(const char *);
 static int	 maildir_find(struct msg *);
+static int	 maildir_unlink(struct msg *);
+static int	 maildir_synccur(void);
 
 static const char *const maildir_dirs[] = { "/cur", "/new", "/tmp" };
 
@@ -160,11 +162,10 @@ maildir_readcur(struct session *s)
 		}
 		m = &s->msgs[s->nmsgs];
 		memset(m, 0, sizeof(*m));
-		if ((m->name = strdup(de->d_name)) == NULL ||
-		    (m->base = strndup(de->d_name,
+		if ((m->name = arena_strdup(de->d_name)) == NULL ||
+		    (m->base = arena_strndup(de->d_name,
 		    strcspn(de->d_name, ":"))) == NULL) {
 			log_warn("strdup");
-			free(m->name);
 			goto fail;
 		}
 		s->nmsgs++;
@@ -218,13 +219,17 @@ maildir_msgopen(const char *name)
 	return (-1);
 }
 
-/* The octets RETR will announce: the file read once, transformed. */
+/*
+ * The octets RETR will announce, and the file's own: the file read once,
+ * transformed.
+ */
 int
-maildir_size(const struct msg *m, uint64_t *size)
+maildir_size(const struct msg *m, uint64_t *size, int64_t *fsize)
 {
 	static unsigned char	 buf[MAILBOX_CHUNK];
 	struct xform		 x;
 	ssize_t			 n;
+	int64_t			 raw = 0;
 	int			 fd, saved;
 
 	if ((fd = maildir_msgopen(m->name)) == -1)
@@ -241,12 +246,36 @@ maildir_size(const struct msg *m, uint64_t *size)
 		}
 		if (n == 0)
 			break;
+		raw += n;
 		xform_chunk(&x, buf, n, NULL);
 	}
 	xform_finish(&x, NULL);
 	close(fd);
 	*size = x.size;
+	*fsize = raw;
 	return (0);
+}
+
+/*
+ * The file size some delivery agents put in the name ("...,S=1234:2,"),
+ * or -1: a free check of an index row, without a stat(2).
+ */
+int64_t
+maildir_namesize(const char *base)
+{
+	const char	*p, *digits;
+	int64_t		 n = 0;
+
+	if ((p = strstr(base, ",S=")) == NULL)
+		return (-1);
+	for (p = digits = p + 3; *p >= '0' && *p <= '9'; p++) {
+		if (n > (INT64_MAX - 9) / 10)
+			return (-1);
+		n = n * 10 + (*p - '0');
+	}
+	if (p == digits || (*p != '\0' && *p != ','))
+		return (-1);
+	return (n);
 }
 
 /*
@@ -269,13 +298,12 @@ maildir_find(struct msg *m)
 		    (de->d_name[len] != ':' && de->d_name[len] != '\0') ||
 		    strcmp(de->d_name, m->name) == 0)
 			continue;
-		if ((name = strdup(de->d_name)) == NULL) {
+		if ((name = arena_strdup(de->d_name)) == NULL) {
 			closedir(d);
 			return (-1);
 		}
 		log_debug("cur/%s is now cur/%s", safename(m->name),
 		    safename(name));
-		free(m->name);
 		m->name = name;
 		closedir(d);
 		return (0);
@@ -298,7 +326,7 @@ maildir_open(struct msg *m)
 }
 
 /* A message already gone counts as removed: that was the intent. */
-int
+static int
 maildir_unlink(struct msg *m)
 {
 	char	 path[PATH_MAX];
@@ -350,17 +378,56 @@ safename(const char *name)
 	return (p);
 }
 
-void
-maildir_free(struct session *s)
+/* The unlinks must last: a message back after a power cut is fetched twice. */
+static int
+maildir_synccur(void)
 {
-	size_t	 i;
+	int	 fd, rv = 0;
+
+	if ((fd = open("/cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return (-1);
+	if (fsync(fd) == -1)
+		rv = -1;
+	close(fd);
+	return (rv);
+}
+
+/*
+ * The UPDATE state.  Each file goes before its row: a crash between the
+ * two leaves a row without a file, which the next scan drops, so a
+ * message is never lost or shown twice, and the unique-ids of the rest
+ * stay as they were.
+ */
+int
+maildir_update(struct session *s)
+{
+	struct msg	*m;
+	size_t		 i;
+	uint32_t	 removed = 0, failed = 0;
 
 	for (i = 0; i < s->nmsgs; i++) {
-		free(s->msgs[i].name);
-		free(s->msgs[i].base);
-		free(s->msgs[i].uidl);
+		m = &s->msgs[i];
+		if (!(m->flags & MSG_DELETED))
+			continue;
+		if (maildir_unlink(m) == -1) {
+			failed++;
+			continue;
+		}
+		m->flags |= MSG_REMOVED;
+		removed++;
 	}
-	free(s->msgs);
-	s->msgs = NULL;
-	s->nmsgs = 0;
+	if (removed > 0 && maildir_synccur() == -1) {
+		log_warn("fsync /cur");
+		failed++;
+	}
+	/* The files are gone; stale rows go at the next scan. */
+	if (removed > 0 && index_remove(s) == -1)
+		log_warnx("index rows of deleted messages left for the "
+		    "next session");
+	s->deleted = removed;
+	if (failed > 0) {
+		log_warnx("%u deleted messages not removed", failed);
+		return (-1);
+	}
+	return (0);
 }

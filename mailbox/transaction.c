@@ -35,12 +35,16 @@ struct cmd {
 static void	 cmd_stat(struct session *, const char *, size_t);
 static void	 cmd_list(struct session *, const char *, size_t);
 static void	 cmd_retr(struct session *, const char *, size_t);
+static void	 cmd_top(struct session *, const char *, size_t);
+static void	 cmd_uidl(struct session *, const char *, size_t);
 static void	 cmd_dele(struct session *, const char *, size_t);
 static void	 cmd_rset(struct session *, const char *, size_t);
 static void	 cmd_noop(struct session *, const char *, size_t);
 static void	 cmd_capa(struct session *, const char *, size_t);
 static void	 cmd_quit(struct session *, const char *, size_t);
 static struct msg *msg_arg(struct session *, const char *, size_t, size_t *);
+static struct msg *msg_live(struct session *, const char *, size_t,
+		    size_t *);
 static void	 totals(struct session *, size_t *, uint64_t *);
 static void	 command(struct session *, const char *, size_t);
 static void	 commands(struct session *);
@@ -50,6 +54,8 @@ static const struct cmd cmds[] = {
 	{ "STAT", ARGS_NONE, cmd_stat },
 	{ "LIST", ARGS_OPTIONAL, cmd_list },
 	{ "RETR", ARGS_ONE, cmd_retr },
+	{ "TOP", ARGS_ONE, cmd_top },
+	{ "UIDL", ARGS_OPTIONAL, cmd_uidl },
 	{ "DELE", ARGS_ONE, cmd_dele },
 	{ "RSET", ARGS_NONE, cmd_rset },
 	{ "NOOP", ARGS_NONE, cmd_noop },
@@ -99,6 +105,21 @@ msg_arg(struct session *s, const char *arg, size_t len, size_t *nump)
 	return (&s->msgs[n - 1]);
 }
 
+/* As msg_arg(), and a message marked deleted is no message. */
+static struct msg *
+msg_live(struct session *s, const char *arg, size_t len, size_t *nump)
+{
+	struct msg	*m;
+
+	if ((m = msg_arg(s, arg, len, nump)) == NULL)
+		return (NULL);
+	if (m->flags & MSG_DELETED) {
+		out_printf("-ERR No such message.\r\n");
+		return (NULL);
+	}
+	return (m);
+}
+
 static void
 totals(struct session *s, size_t *count, uint64_t *octets)
 {
@@ -132,12 +153,8 @@ cmd_list(struct session *s, const char *arg, size_t len)
 	uint64_t	 octets;
 
 	if (arg != NULL) {
-		if ((m = msg_arg(s, arg, len, &n)) == NULL)
+		if ((m = msg_live(s, arg, len, &n)) == NULL)
 			return;
-		if (m->flags & MSG_DELETED) {
-			out_printf("-ERR No such message.\r\n");
-			return;
-		}
 		out_printf("+OK %zu %llu\r\n", n, (unsigned long long)m->size);
 		return;
 	}
@@ -153,63 +170,70 @@ cmd_list(struct session *s, const char *arg, size_t len)
 	out_printf(".\r\n");
 }
 
-/* Streamed in chunks: a message is never held in memory whole. */
 static void
 cmd_retr(struct session *s, const char *arg, size_t len)
 {
-	static unsigned char	 in[MAILBOX_CHUNK];
-	static unsigned char	 out[XFORM_OUTLEN(MAILBOX_CHUNK)];
-	struct xform		 x;
-	struct msg		*m;
-	ssize_t			 r;
-	size_t			 n;
-	int			 fd;
+	struct msg	*m;
+	size_t		 n;
 
-	if ((m = msg_arg(s, arg, len, &n)) == NULL)
-		return;
-	if (m->flags & MSG_DELETED) {
-		out_printf("-ERR No such message.\r\n");
-		return;
-	}
-	if ((fd = maildir_open(m)) == -1) {
-		if (errno == ENOENT) {
-			log_warnx("message %zu (cur/%s) is gone", n,
-			    safename(m->name));
-			out_printf("-ERR [SYS/TEMP] Message no longer "
-			    "exists.\r\n");
-		} else {
-			log_warn("open cur/%s", safename(m->name));
-			out_printf("-ERR [SYS/TEMP] Cannot read message."
-			    "\r\n");
-		}
-		return;
-	}
+	if ((m = msg_live(s, arg, len, &n)) != NULL)
+		message_send(s, m, n, 0, 0);
+}
 
-	out_printf("+OK %llu octets\r\n", (unsigned long long)m->size);
-	xform_init(&x, 1);
-	for (;;) {
-		if ((r = read(fd, in, sizeof(in))) == -1) {
-			if (errno == EINTR)
-				continue;
-			/* The client has a part: a cut connection says so. */
-			log_warn("read cur/%s", safename(m->name));
-			close(fd);
-			session_end(s, "message read error");
-		}
-		if (r == 0)
-			break;
-		out_write(out, xform_chunk(&x, in, r, out));
+/*
+ * TOP msg n: the header and n lines of the body.  A line count past
+ * any message's length means the whole message.
+ */
+static void
+cmd_top(struct session *s, const char *arg, size_t len)
+{
+	struct msg	*m;
+	const char	*sp, *p;
+	size_t		 n;
+	uint64_t	 lines = 0;
+
+	if ((sp = memchr(arg, ' ', len)) == NULL) {
+		out_printf("-ERR Missing line count.\r\n");
+		return;
 	}
-	close(fd);
-	out_write(out, xform_finish(&x, out));
-	out_write(".\r\n", 3);
-	if (x.size != m->size)
-		log_warnx("cur/%s changed: %llu octets sent, %llu announced",
-		    safename(m->name), (unsigned long long)x.size,
-		    (unsigned long long)m->size);
-	s->retrieved++;
-	log_debug("retrieved message %zu, %llu octets", n,
-	    (unsigned long long)x.size);
+	for (p = sp + 1; p < arg + len; p++) {
+		if (*p < '0' || *p > '9') {
+			if (p > sp + 1 && *p == ' ')
+				out_printf("-ERR Too many arguments.\r\n");
+			else
+				out_printf("-ERR Invalid line count.\r\n");
+			return;
+		}
+		if (lines < UINT64_MAX / 10 - 1)
+			lines = lines * 10 + (*p - '0');
+	}
+	if (p == sp + 1) {
+		out_printf("-ERR Invalid line count.\r\n");
+		return;
+	}
+	if ((m = msg_live(s, arg, sp - arg, &n)) != NULL)
+		message_send(s, m, n, 1, lines);
+}
+
+/* Unique-ids, RFC 1939: stable across sessions, 0x21 to 0x7e. */
+static void
+cmd_uidl(struct session *s, const char *arg, size_t len)
+{
+	struct msg	*m;
+	size_t		 i, n;
+
+	if (arg != NULL) {
+		if ((m = msg_live(s, arg, len, &n)) != NULL)
+			out_printf("+OK %zu %s\r\n", n, m->uidl);
+		return;
+	}
+	out_printf("+OK Unique-ID listing follows\r\n");
+	for (i = 0; i < s->nmsgs; i++) {
+		m = &s->msgs[i];
+		if (!(m->flags & MSG_DELETED))
+			out_printf("%zu %s\r\n", i + 1, m->uidl);
+	}
+	out_printf(".\r\n");
 }
 
 static void
@@ -244,51 +268,60 @@ cmd_noop(struct session *s, const char *arg, size_t len)
 	out_printf("+OK\r\n");
 }
 
-/* USER is not valid after login; TOP and UIDL are not served yet. */
+/* USER, SASL and STLS belong to the AUTHORIZATION state only. */
 static void
 cmd_capa(struct session *s, const char *arg, size_t len)
 {
 	out_printf("+OK Capability list follows\r\n"
+	    "TOP\r\n"
+	    "UIDL\r\n"
 	    "RESP-CODES\r\n"
-	    "PIPELINING\r\n"
-	    "IMPLEMENTATION pop3d\r\n"
-	    ".\r\n");
+	    "PIPELINING\r\n");
+	/* The operator may keep the software's name to themselves. */
+	if (s->implementation)
+		out_printf("IMPLEMENTATION pop3d\r\n");
+	out_printf(".\r\n");
 }
 
 /*
- * The UPDATE state.  Each file goes before its row: a crash between
- * the two leaves a row without a file, which the next scan drops, so a
- * message is never lost or shown twice.
+ * The UPDATE state, then the reply: RFC 1939 wants the messages gone
+ * before the +OK.  A Maildir may lose some of the deleted messages and
+ * keep others; an mbox is rewritten as one step, so all or none.
  */
 static void
 cmd_quit(struct session *s, const char *arg, size_t len)
 {
-	struct msg	*m;
-	size_t		 i;
-	uint32_t	 removed = 0, failed = 0;
+	size_t	 i;
+	int	 marked = 0;
 
-	for (i = 0; i < s->nmsgs; i++) {
-		m = &s->msgs[i];
-		if (!(m->flags & MSG_DELETED))
-			continue;
-		if (maildir_unlink(m) == -1) {
-			failed++;
-			continue;
+	for (i = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].flags & MSG_DELETED)
+			marked++;
+	if (marked == 0)
+		out_printf("+OK Bye, 0 messages deleted.\r\n");
+	else if (s->type == MAILDROP_MBOX) {
+		switch (mbox_update(s)) {
+		case 0:
+			out_printf("+OK Bye, %u messages deleted.\r\n",
+			    s->deleted);
+			break;
+		case -1:
+			out_printf("-ERR [SYS/TEMP] Mailbox not updated, no "
+			    "message deleted.\r\n");
+			break;
+		default:
+			out_printf("-ERR [SYS/TEMP] Deleted messages go at "
+			    "the next login.\r\n");
+			break;
 		}
-		m->flags |= MSG_REMOVED;
-		removed++;
+	} else {
+		if (maildir_update(s) == -1)
+			out_printf("-ERR [SYS/TEMP] Some deleted messages not "
+			    "removed.\r\n");
+		else
+			out_printf("+OK Bye, %u messages deleted.\r\n",
+			    s->deleted);
 	}
-	/* The files are gone; stale rows go at the next scan. */
-	if (removed > 0 && index_remove(s) == -1)
-		log_warnx("index rows of deleted messages left for the "
-		    "next session");
-	s->deleted = removed;
-	if (failed > 0) {
-		log_warnx("%u deleted messages not removed", failed);
-		out_printf("-ERR [SYS/TEMP] Some deleted messages not "
-		    "removed.\r\n");
-	} else
-		out_printf("+OK Bye, %u messages deleted.\r\n", removed);
 	out_flush();
 	session_end(s, "quit");
 }

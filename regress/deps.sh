@@ -20,7 +20,25 @@ need_root() {
 debian() {
 	pkgs="gcc make pkg-config byacc libtls-dev libbsd-dev libevent-dev
 	    libsqlite3-dev libcrypt-dev openssl curl python3 mpop fetchmail
-	    procps"
+	    procps mandoc"
+	# make fuzz: clang, libFuzzer and the sanitizer runtimes (Debian 12:
+	# libclang-rt-dev pulls the libclang-rt-N-dev of the default clang;
+	# older releases ship them with clang), llvm-symbolizer for stacks.
+	pkgs="$pkgs clang llvm"
+	if apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+		pkgs="$pkgs libclang-rt-dev"
+	fi
+	# Postfix, for regress/e2e/test_mta.py, unless another MTA is
+	# installed: apt-get would remove that one to make room.
+	mta=$(dpkg-query -W -f='${db:Status-Status} ${Package} ${Provides}\n' \
+	    2>/dev/null | awk '$1 == "installed" && $2 != "postfix" &&
+	    /mail-transport-agent/ { print $2 }')
+	if [ -z "$mta" ]; then
+		pkgs="$pkgs postfix"
+	else
+		echo "deps: not installing postfix, the MTA here is" $mta \
+		    "(regress/e2e/test_mta.py will fail)" >&2
+	fi
 	missing=
 	for p in $pkgs; do
 		st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)
@@ -38,11 +56,30 @@ debian() {
 		echo "deps: apt-get update failed" >&2
 		exit 1
 	}
+	# Postfix is for regress/e2e/test_mta.py, which runs a private
+	# instance of its own: leave the system's unconfigured, and keep
+	# packages from starting services (policy-rc.d answering 101) unless
+	# a policy is already in place.
+	echo "postfix postfix/main_mailer_type select No configuration" |
+	    debconf-set-selections 2>/dev/null || true
+	policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# pop3d deps.sh: no services\nexit 101\n' \
+		    >"$policy" && chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+	fi
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing || {
 		echo "deps: apt-get install failed" >&2
 		exit 1
 	}
+	if [ -n "$policy" ]; then
+		rm -f "$policy"
+		trap - EXIT INT TERM
+	fi
 	# Check again: apt-get may succeed and still leave one out.
 	for p in $missing; do
 		st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)

@@ -430,9 +430,9 @@ class Server:
             f.write('user "%s"\n' % UNPRIV)
             f.write('chroot "%s"\n' % self.chroot)
             f.write("login-processes %d\n" % self.login_procs)
-            if self.control:
-                self.ctl_sock = os.path.join(self.tmp, "ctl.sock")
-                f.write('control socket "%s"\n' % self.ctl_sock)
+            # Always in the temp dir: never a real pop3d's socket.
+            self.ctl_sock = os.path.join(self.tmp, "ctl.sock")
+            f.write('control socket "%s"\n' % self.ctl_sock)
             if self.conf_extra:
                 f.write(self.conf_extra.rstrip("\n") + "\n")
         self.log = os.path.join(self.tmp, "pop3d.log")
@@ -487,6 +487,7 @@ class Server:
                 self._stop()
             if self.logf is not None:
                 self.logf.close()
+                self.check_sanitizers()
             show = (etype is not None or _failed > self._failed_at_start or
                     os.environ.get("POP3D_LOG") == "1")
             if show and self.tmp is not None:
@@ -538,6 +539,16 @@ class Server:
         elif left:
             note("killed processes left behind: " + detail)
         self.proc = None
+
+    def check_sanitizers(self):
+        """In a sanitizer build (make sanitize) a report by any daemon in
+        the log is a FAIL, and shows the log."""
+        text = (_read(self.log, binary=True) or b"").decode(errors="replace")
+        m = re.search(r"ERROR: (Address|Leak)Sanitizer.*|.*runtime error:.*",
+                      text)
+        if m:
+            check("%s: no sanitizer report in the pop3d log" %
+                  os.path.basename(sys.argv[0]), False, m.group(0))
 
     def show_log(self, lines=200):
         text = _read(self.log, binary=True) or b""
