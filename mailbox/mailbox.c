@@ -25,6 +25,7 @@
 #include "imsg.h"
 #include "log.h"
 #include "privdrop.h"
+#include "sandbox.h"
 #include "proto.h"
 #include "mailbox.h"
 
@@ -281,12 +282,15 @@ main(int argc, char *argv[])
 	client_setup(&s);
 	out_init(&s);
 
+	/* Locked in before a byte of mail is parsed. */
 	if (s.type == MAILDROP_MBOX) {
 		mbox_enter(&s, &ms);
+		sandbox_mailbox();
 		if (mbox_recover(&s) == -1 || index_load(&s) == -1)
 			refuse(&s, REPLY_TEMP, "mailbox unavailable");
 	} else {
 		maildrop_enter(&s, &ms);
+		sandbox_mailbox();
 		if (maildir_scan(&s) == -1 || index_load(&s) == -1)
 			refuse(&s, REPLY_TEMP, "mailbox unavailable");
 	}

@@ -66,9 +66,10 @@ def test_fetchmail(srv):
         got = [strip_received(m) for m in read_all(dest)]
         T.check("fetchmail got %d messages" % len(MESSAGES),
                 len(got) == len(MESSAGES), "got %d" % len(got))
-        for i, (g, m) in enumerate(zip(got, MESSAGES)):
+        # The MDA's file names need not sort in delivery order.
+        for i, m in enumerate(MESSAGES):
             T.check("fetchmail message %d as expected" % (i + 1),
-                    g == lf(m), "got %r want %r" % (g[:60], lf(m)[:60]))
+                    lf(m) in got, "want %r" % lf(m)[:60])
     srv.wait_sessions_done()
     T.check("fetchmail keep: mail still on the server",
             len(srv.messages("alice")) == len(MESSAGES),
