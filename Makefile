@@ -19,8 +19,9 @@ YACC?=		yacc
 CPPFLAGS_Linux!= pkg-config --cflags libbsd-overlay 2>/dev/null || true
 CPPFLAGS_Linux+= -D_GNU_SOURCE
 LDADD_Linux=	-lbsd
-# SHA-256 (sha2.h) is in libc on OpenBSD, in libmd on Linux.
-MAILBOX_LDADD_Linux= -lmd
+# SHA-256 (sha2.h) is in libc on OpenBSD, in libmd on Linux: the mbox
+# UIDLs and the master's auth cache.
+LIBMD_Linux=	-lmd
 CPPFLAGS_OpenBSD=
 LDADD_OpenBSD=
 
@@ -47,7 +48,7 @@ EVENT_OBJS=	common/imsgev.o
 MASTER_OBJS=	master/pop3d.o master/parse.o master/users.o \
 		master/auth.o master/login_procs.o master/session.o \
 		master/spawn.o master/penalty.o master/config.o \
-		master/control.o master/auth_system.o
+		master/control.o master/auth_system.o master/auth_cache.o
 LOGIN_OBJS=	login/login.o login/conn.o login/authorization.o \
 		login/relay.o login/stls.o login/sasl.o login/base64.o \
 		login/plain.o
@@ -65,7 +66,7 @@ all: ${PROGS}
 ${BUILD}/pop3d: ${MASTER_OBJS} ${COMMON_OBJS} ${EVENT_OBJS}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ ${MASTER_OBJS} ${COMMON_OBJS} ${EVENT_OBJS} \
-	    -levent -lcrypt -lpthread ${LDADD_${OS}}
+	    -levent -lcrypt -lpthread ${LIBMD_${OS}} ${LDADD_${OS}}
 
 ${BUILD}/pop3ctl: master/pop3ctl.o common/imsg.o common/log.o
 	@mkdir -p ${BUILD}
@@ -80,7 +81,7 @@ ${BUILD}/pop3d-login: ${LOGIN_OBJS} ${COMMON_OBJS} ${EVENT_OBJS}
 ${BUILD}/pop3d-mailbox: ${MAILBOX_OBJS} ${COMMON_OBJS}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ ${MAILBOX_OBJS} ${COMMON_OBJS} \
-	    -lsqlite3 ${MAILBOX_LDADD_${OS}} ${LDADD_${OS}}
+	    -lsqlite3 ${LIBMD_${OS}} ${LDADD_${OS}}
 
 master/parse.c: master/parse.y
 	${YACC} -o $@ master/parse.y

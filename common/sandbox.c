@@ -14,6 +14,18 @@
 #ifdef __OpenBSD__
 
 void
+sandbox_master(void)
+{
+	/*
+	 * Configuration and keys on reload, listeners, children, the
+	 * control socket, passwords (getpw, the shadow database).
+	 */
+	if (pledge("stdio rpath wpath cpath inet unix dns getpw proc exec "
+	    "id sendfd recvfd", NULL) == -1)
+		fatal("pledge");
+}
+
+void
 sandbox_login(void)
 {
 	/* Accept on the listeners, take socketpairs from the master. */
@@ -52,14 +64,20 @@ sandbox_mailbox(void)
 			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 #define SC_REFUSE(name)	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_##name, 0, 1), \
 			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES)
+#define SC_NOTTY	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 1), \
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY)
 #define SC_HEAD		SC_LOAD(arch), \
 			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SECCOMP_ARCH, 1, 0), \
 			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS), \
 			SC_LOAD(nr)
 #define SC_TAIL		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
 
-/* What every process of ours does: memory, time, signals, the log. */
+/*
+ * What every process of ours does: memory, time, signals, the log.
+ * No ioctl(2): isatty(3) and the like learn there is no terminal.
+ */
 #define SC_COMMON \
+	SC_NOTTY, \
 	SC_ALLOW(read), SC_ALLOW(write), SC_ALLOW(readv), SC_ALLOW(writev), \
 	SC_ALLOW(close), SC_ALLOW(fcntl), SC_ALLOW(sendmsg), \
 	SC_ALLOW(recvmsg), SC_ALLOW(sendto), SC_ALLOW(brk), SC_ALLOW(mmap), \
@@ -73,7 +91,8 @@ sandbox_mailbox(void)
 	SC_ALLOW(rt_sigreturn), SC_ALLOW(restart_syscall), \
 	SC_ALLOW(exit), SC_ALLOW(exit_group), SC_ALLOW(fstat), \
 	SC_ALLOW(newfstatat), SC_ALLOW(lseek), SC_ALLOW(ppoll), \
-	SC_ALLOW(pselect6), SC_ALLOW(sysinfo)	/* qsort(3) asks it */
+	SC_ALLOW(pselect6), SC_ALLOW(sigaltstack), \
+	SC_ALLOW(sysinfo)	/* qsort(3) asks it */
 
 static const struct sock_filter login_filter[] = {
 	SC_HEAD,
@@ -148,6 +167,61 @@ static const struct sock_filter mailbox_filter[] = {
 	SC_TAIL
 };
 
+/*
+ * The master's children inherit its filter until they install their
+ * own, so it also allows what they do before that: exec, the dynamic
+ * loader, the privilege drop, TLS and SQLite set-up, the mbox lock
+ * keeper.  Left out is what none of them needs: ptrace, mount, module
+ * loading, namespaces, bpf, kexec, reboot, clock setting and the like.
+ */
+static const struct sock_filter master_filter[] = {
+	SC_HEAD,
+	SC_COMMON,
+	/* Processes and the privilege drop of the children. */
+	SC_ALLOW(execve), SC_ALLOW(clone), SC_ALLOW(clone3),
+	SC_ALLOW(wait4), SC_ALLOW(waitid), SC_ALLOW(kill),
+	SC_ALLOW(set_tid_address), SC_ALLOW(set_robust_list),
+	SC_ALLOW(rseq), SC_ALLOW(arch_prctl), SC_ALLOW(prctl),
+	SC_ALLOW(seccomp), SC_ALLOW(prlimit64), SC_ALLOW(getrlimit),
+	SC_ALLOW(setrlimit), SC_ALLOW(chroot), SC_ALLOW(chdir),
+	SC_ALLOW(fchdir), SC_ALLOW(setuid), SC_ALLOW(setgid),
+	SC_ALLOW(setresuid), SC_ALLOW(setresgid), SC_ALLOW(setgroups),
+	SC_ALLOW(getresuid), SC_ALLOW(getresgid), SC_ALLOW(getgroups),
+	SC_ALLOW(umask), SC_ALLOW(sched_getaffinity), SC_ALLOW(sched_yield),
+	SC_ALLOW(uname),
+	/* Sockets: listeners, socketpairs, the control socket, syslog. */
+	SC_ALLOW(socket), SC_ALLOW(socketpair), SC_ALLOW(bind),
+	SC_ALLOW(listen), SC_ALLOW(connect), SC_ALLOW(accept4),
+	SC_ALLOW(setsockopt), SC_ALLOW(getsockopt), SC_ALLOW(getsockname),
+	SC_ALLOW(getpeername), SC_ALLOW(shutdown), SC_ALLOW(recvfrom),
+	SC_ALLOW(epoll_create1), SC_ALLOW(epoll_ctl), SC_ALLOW(epoll_pwait),
+	SC_ALLOW(pipe2), SC_ALLOW(dup), SC_ALLOW(dup3), SC_ALLOW(close_range),
+	/* Files: configuration, keys, users, maildrops, locks, index. */
+	SC_ALLOW(openat), SC_ALLOW(pread64), SC_ALLOW(pwrite64),
+	SC_ALLOW(getdents64), SC_ALLOW(mkdirat), SC_ALLOW(unlinkat),
+	SC_ALLOW(renameat), SC_ALLOW(linkat), SC_ALLOW(ftruncate),
+	SC_ALLOW(fsync), SC_ALLOW(fdatasync), SC_ALLOW(flock),
+	SC_ALLOW(fchmod), SC_ALLOW(fchmodat), SC_ALLOW(fchown),
+	SC_ALLOW(fchownat), SC_ALLOW(utimensat), SC_ALLOW(faccessat),
+	SC_ALLOW(readlinkat), SC_ALLOW(getcwd), SC_ALLOW(statx),
+#ifdef __NR_renameat2
+	SC_ALLOW(renameat2),
+#endif
+#ifdef __NR_faccessat2
+	SC_ALLOW(faccessat2),
+#endif
+#ifdef __NR_epoll_wait
+	SC_ALLOW(epoll_wait),
+#endif
+#ifdef __NR_open
+	SC_ALLOW(open), SC_ALLOW(stat), SC_ALLOW(lstat), SC_ALLOW(access),
+	SC_ALLOW(mkdir), SC_ALLOW(unlink), SC_ALLOW(rename), SC_ALLOW(link),
+	SC_ALLOW(readlink), SC_ALLOW(chmod), SC_ALLOW(poll), SC_ALLOW(dup2),
+	SC_ALLOW(pipe), SC_ALLOW(fork), SC_ALLOW(vfork),
+#endif
+	SC_TAIL
+};
+
 static void
 sandbox_install(const struct sock_filter *filter, size_t len)
 {
@@ -159,6 +233,13 @@ sandbox_install(const struct sock_filter *filter, size_t len)
 		fatal("PR_SET_NO_NEW_PRIVS");
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
 		fatal("PR_SET_SECCOMP");
+}
+
+void
+sandbox_master(void)
+{
+	sandbox_install(master_filter,
+	    sizeof(master_filter) / sizeof(master_filter[0]));
 }
 
 void
@@ -176,6 +257,12 @@ sandbox_mailbox(void)
 }
 
 #else
+
+void
+sandbox_master(void)
+{
+	log_warnx("no system call sandbox on this system");
+}
 
 void
 sandbox_login(void)

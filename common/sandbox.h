@@ -6,6 +6,7 @@
  * set-up: seccomp on Linux, pledge on OpenBSD.  A call outside the
  * list ends the process; opening files or sockets fails with EACCES.
  */
+void	sandbox_master(void);
 void	sandbox_login(void);
 void	sandbox_mailbox(void);
 

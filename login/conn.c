@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -73,6 +74,7 @@ conn_accept(int lfd, short events, void *arg)
 	struct timeval		 tv;
 	struct conn		*c;
 	char			 peer[POP3D_ADDRLEN], host[POP3D_ADDRLEN];
+	int			 one = 1;
 	int			 fd, i;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
@@ -112,6 +114,10 @@ conn_accept(int lfd, short events, void *arg)
 			close(fd);
 			continue;
 		}
+		/* Replies are whole lines: no waiting for the peer's ACK. */
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one)) == -1)
+			log_warn("TCP_NODELAY");
 		/* 2^32 connections before an id comes back. */
 		if ((c->id = conn_nextid++) == 0)
 			c->id = conn_nextid++;

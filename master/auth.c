@@ -127,6 +127,18 @@ auth_submit(pid_t login_pid, const struct auth_request *req)
 		freezero(job, sizeof(*job));
 		return;
 	}
+	/* A password that was good a moment ago needs no crypt(3). */
+	if (job->known && conf->auth_cache > 0) {
+		auth_cache_digest(job->user.name, job->req.pass,
+		    job->user.hash, job->digest);
+		if (auth_cache_hit(job->digest)) {
+			explicit_bzero(job->req.pass, sizeof(job->req.pass));
+			job->ok = 1;
+			auth_complete(job);
+			freezero(job, sizeof(*job));
+			return;
+		}
+	}
 
 	pthread_mutex_lock(&auth_lock);
 	TAILQ_INSERT_TAIL(&auth_pending, job, entry);
@@ -228,6 +240,9 @@ auth_complete(struct auth_job *job)
 {
 	uint32_t	 delay;
 
+	if (job->ok && job->req.mech == AUTH_MECH_PASSWORD &&
+	    conf->auth_cache > 0)
+		auth_cache_add(job->digest);
 	if (!job->ok) {
 		stats.logins_failed++;
 		delay = penalty_fail(job->req.peer, job->req.failures);

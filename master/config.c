@@ -83,6 +83,8 @@ config_reload(void)
 	userdb = ld.userdb;
 	client_ca = ld.ca;
 	client_ca_len = ld.ca_len;
+	/* New users and passwords: what the cache vouched for is void. */
+	auth_cache_flush();
 	login_procs_reload(conf->login_uid, conf->login_gid);
 	log_info("configuration reloaded");
 	return (0);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,8 +195,11 @@ login_configure(struct login_proc *p)
 		strlcpy(ll.pki, l->pki, sizeof(ll.pki));
 		addr_string((struct sockaddr *)&l->ss, l->sslen, ll.addr,
 		    sizeof(ll.addr));
-		/* The imsg layer closes what it sends; keep ours. */
-		if ((fd = dup(l->fd)) == -1)
+		/*
+		 * The imsg layer closes what it sends; keep ours.  Close on
+		 * exec: the next login process must not inherit this copy.
+		 */
+		if ((fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0)) == -1)
 			fatal("dup");
 		imsgev_compose(&p->iev, IMSG_LOGIN_LISTENER, 0, 0, fd, &ll,
 		    sizeof(ll));
@@ -249,6 +253,11 @@ login_dispatch(int fd, short events, void *arg)
 			login_drop(p, "unexpected message");
 			return;
 		}
+	}
+	/* Descriptors no message claimed: a login process sends none. */
+	if (!TAILQ_EMPTY(&p->iev.ibuf.fds)) {
+		login_drop(p, "unexpected descriptor");
+		return;
 	}
 	imsgev_add(&p->iev);
 }

@@ -25,6 +25,7 @@ struct auth_job {
 	struct user		 user;
 	int			 known;		/* user exists */
 	int			 ok;		/* password matched */
+	uint8_t			 digest[32];	/* for the auth cache */
 };
 
 /* Counters for pop3ctl show stats. */
@@ -43,6 +44,14 @@ extern int			 debug;
 extern int			 verbose;
 extern const char		*conffile;
 extern struct stats		 stats;
+
+/* auth_cache.c */
+void	 auth_cache_init(void);
+void	 auth_cache_digest(const char *, const char *, const char *,
+	    uint8_t *);
+int	 auth_cache_hit(const uint8_t *);
+void	 auth_cache_add(const uint8_t *);
+void	 auth_cache_flush(void);
 
 /* auth_system.c */
 int	 system_user(const char *, struct user *);

@@ -145,7 +145,7 @@ static void	 conf_defaults(struct pop3d_conf *);
 static int	 check_config(const char *);
 %}
 
-%token	AUTH CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CONTROL CURVES
+%token	AUTH AUTHCACHE CA CERT CHROOT CIPHERS CLEARTEXTAUTH CLIENT CONTROL CURVES
 %token	FAILUREDELAY MAXSESSIONS MAXSESSIONSPERIP SOCKET SYSTEM
 %token	IMPLEMENTATION INCLUDE KEY LISTEN LOGINPROCS LOGINTIMEOUT
 %token	MAILDIR MAILDROP MAXAUTHFAILURES MBOX NO ON PASSWD PKI PORT
@@ -351,6 +351,14 @@ main		: PKI STRING CERT STRING	{
 				YYERROR;
 			newconf->auth_type = AUTHDB_PASSWD;
 		}
+		| AUTHCACHE duration		{
+			if ($2 > 3600) {
+				yyerror("auth-cache %llds out of range "
+				    "0..1h", (long long)$2);
+				YYERROR;
+			}
+			newconf->auth_cache = $2;
+		}
 		| AUTH SYSTEM			{
 			newconf->auth_type = AUTHDB_SYSTEM;
 		}
@@ -449,6 +457,7 @@ lookup(const char *s)
 	/* Sorted, for bsearch. */
 	static const struct keywords keywords[] = {
 		{ "auth",		AUTH },
+		{ "auth-cache",		AUTHCACHE },
 		{ "ca",			CA },
 		{ "cert",		CERT },
 		{ "chroot",		CHROOT },
@@ -1327,6 +1336,7 @@ conf_defaults(struct pop3d_conf *c)
 	c->show_implementation = 1;
 	c->max_auth_failures = 3;
 	c->failure_delay = 1;
+	c->auth_cache = 300;
 	c->max_sessions = 1000;
 	c->max_sessions_per_ip = 20;
 	strlcpy(c->control_socket, POP3D_SOCKET, sizeof(c->control_socket));

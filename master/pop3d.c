@@ -31,6 +31,7 @@
 #include "log.h"
 #include "master.h"
 #include "pop3d.h"
+#include "sandbox.h"
 
 #define PKI_FILE_MAX		(28 * 1024)	/* cert + key fit one imsg */
 #define SHUTDOWN_GRACE		10		/* seconds for children */
@@ -129,7 +130,9 @@ main(int argc, char *argv[])
 	signal_add(&ev_sigchld, NULL);
 
 	auth_init();
+	auth_cache_init();
 	control_init();
+	sandbox_master();
 	login_procs_start(conf->login_uid, conf->login_gid);
 
 	event_dispatch();

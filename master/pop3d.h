@@ -61,6 +61,7 @@ struct pop3d_conf {
 	int			 show_implementation; /* in CAPA */
 	int			 max_auth_failures; /* per connection */
 	int			 failure_delay;	/* seconds, base */
+	int			 auth_cache;	/* seconds a good check lasts */
 	int			 max_sessions;	/* logged in at once */
 	int			 max_sessions_per_ip;
 	char			 tls_protocols[POP3D_NAMELEN];	/* libtls */

@@ -801,6 +801,15 @@ def sc_retr(srv):
                          "-t", str(SECONDS), "-T", "120"], SECONDS + 200)
 
 
+def warm(maildir):
+    """Read every message once: each server's first session then finds
+    the files in the page cache, whichever runs first."""
+    cur = os.path.join(maildir, "cur")
+    for name in os.listdir(cur):
+        with open(os.path.join(cur, name), "rb") as f:
+            f.read()
+
+
 def sc_big(srv, maildir):
     wipe_indexes(maildir)
     out = {}
@@ -879,10 +888,10 @@ ROWS = [
     ("  loadgen CPU %", "login16", "client_cpu_pct", False, None),
     ("RETR MB/s (2,000 msgs)", "retr", "mbps", True, 1.2),
     ("  loadgen CPU %", "retr", "client_cpu_pct", False, None),
-    ("big 1st: login reply..UIDL end ms", "big1", "uidl_ms", False, 0.5),
     ("big 1st: AUTH..UIDL end ms", "big1", "total_ms", False, 0.5),
-    ("big 2nd: login reply..UIDL end ms", "big2", "uidl_ms", False, 0.5),
+    ("  login reply..UIDL end ms", "big1", "uidl_ms", False, None),
     ("big 2nd: AUTH..UIDL end ms", "big2", "total_ms", False, 0.5),
+    ("  login reply..UIDL end ms", "big2", "uidl_ms", False, None),
     ("idle: RSS KiB/session", "idle", "rss_kib_per_session", False, 0.5),
     ("idle: PSS KiB/session", "idle", "pss_kib_per_session", False, None),
     ("idle: processes/session", "idle", "procs_per_session", False, None),
@@ -1062,6 +1071,8 @@ def main():
                     elif sc == "big":
                         if "big" not in users:
                             continue
+                        if rnd == 0 and s is order[0]:
+                            warm(users["big"])
                         two = sc_big(s, users["big"])
                         results.setdefault("big1", {}).setdefault(
                             s.name, []).append(two["first"])
@@ -1135,6 +1146,14 @@ def report(info, ceil, results, servers):
     out.append("")
     tab, verdicts = table(results, servers)
     out.append(tab)
+    out.append("")
+    out.append("vs perf, vs hs: pop3d / Dovecot (performance, high-security "
+               "login mode); the target is on vs perf.")
+    out.append("login: connect..QUIT reply per session; TLS handshake: "
+               "connect..greeting.  big: Dovecot replies to AUTH before it "
+               "reads the Maildir, pop3d after, so AUTH..UIDL end is the "
+               "comparable time.  idle: (all server processes with the "
+               "sessions - without) / sessions.")
     if verdicts:
         out.append("")
         out.append("targets vs Dovecot performance mode: %d of %d met" %

@@ -22,12 +22,14 @@
  * Each scenario prints one line on stdout, "result scenario=... key=value
  * ...", and exits 1 if any session failed.  idle prints "ready ..." once
  * its sessions are up, then waits for a line (or end of file) on its
- * standard input, or -t seconds, before it logs them out.
+ * standard input if that is a pipe, socket or terminal, or -t seconds,
+ * before it logs them out.
  */
 
 #include <sys/types.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -567,6 +569,7 @@ static void
 maybe_done(void)
 {
 	struct timeval	 tv;
+	struct stat	 sb;
 
 	if (scenario == SC_IDLE && !released) {
 		if (!starting_done || inflight != nup || t_ready != 0)
@@ -576,8 +579,12 @@ maybe_done(void)
 		printf("ready scenario=idle label=%s sessions=%ld errors=%ld "
 		    "seconds=%.3f\n", label, nup, failed, t_ready - t0);
 		fflush(stdout);
-		event_set(&stdin_ev, 0, EV_READ, stdin_cb, NULL);
-		event_add(&stdin_ev, NULL);
+		/* A file or /dev/null cannot be polled: -t alone ends it. */
+		if (fstat(0, &sb) == 0 && (S_ISFIFO(sb.st_mode) ||
+		    S_ISSOCK(sb.st_mode) || isatty(0))) {
+			event_set(&stdin_ev, 0, EV_READ, stdin_cb, NULL);
+			event_add(&stdin_ev, NULL);
+		}
 		evtimer_set(&hold_ev, hold_cb, NULL);
 		tv.tv_sec = (time_t)duration;
 		tv.tv_usec = 0;
