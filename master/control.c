@@ -222,17 +222,9 @@ control_result(struct ctl_conn *cc, int ok, const char *fmt, ...)
 static void
 control_stats(struct ctl_conn *cc)
 {
-	struct ctl_stats	 st;
+	struct ctl_stats	 st = stats;
 
-	memset(&st, 0, sizeof(st));
-	st.started = stats.started;
 	st.sessions_now = sessions_count();
-	st.sessions = stats.sessions;
-	st.logins_ok = stats.logins_ok;
-	st.logins_failed = stats.logins_failed;
-	st.retrieved = stats.retrieved;
-	st.deleted = stats.deleted;
-	st.bytes = stats.bytes;
 	imsgev_compose(&cc->iev, IMSG_CTL_STATS, 0, 0, -1, &st, sizeof(st));
 	control_result(cc, 1, "ok");
 }

@@ -9,7 +9,6 @@
 #include <sys/queue.h>
 
 #include <stdint.h>
-#include <time.h>
 
 #include "proto.h"
 #include "users.h"
@@ -28,22 +27,11 @@ struct auth_job {
 	uint8_t			 digest[32];	/* for the auth cache */
 };
 
-/* Counters for pop3ctl show stats. */
-struct stats {
-	time_t		 started;
-	uint64_t	 sessions;
-	uint64_t	 logins_ok;
-	uint64_t	 logins_failed;
-	uint64_t	 retrieved;
-	uint64_t	 deleted;
-	uint64_t	 bytes;
-};
-
 /* pop3d.c */
 extern int			 debug;
 extern int			 verbose;
 extern const char		*conffile;
-extern struct stats		 stats;
+extern struct ctl_stats		 stats;	/* for pop3ctl show stats */
 
 /* auth_cache.c */
 void	 auth_cache_init(void);

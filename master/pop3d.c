@@ -40,7 +40,7 @@ int			 debug;
 int			 verbose;
 const char		*libexec_dir = LIBEXECDIR;
 const char		*conffile = POP3D_CONF;
-struct stats		 stats;
+struct ctl_stats	 stats;
 
 static int		 stopping;
 static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;

@@ -61,7 +61,7 @@ int			 debug;
 int			 verbose;
 const char		*conffile = "fuzz";
 const char		*libexec_dir = "/nonexistent";
-struct stats		 stats;
+struct ctl_stats	 stats;
 struct pop3d_conf	*conf;
 struct userdb		*userdb;
 char			*client_ca;
