@@ -65,11 +65,11 @@ static int	 index_schema(void);
 static int	 index_open(void);
 static int	 index_unlink(void);
 static int	 index_insert(struct msg *);
-static int	 index_match(struct session *, int64_t **, size_t *);
-static int	 index_sync(struct session *);
-static void	 index_compact(struct session *);
+static int	 index_match(struct session *, int64_t **, size_t *,
+	    uint32_t *, size_t *);
+static int	 index_sync(struct session *, uint32_t **, size_t *);
+static void	 index_compact(struct session *, uint32_t *, size_t);
 static void	 uidl_derive(const char *, int, char *, size_t);
-static int	 cmp_base(const void *, const void *);
 static int	 cmp_name(const void *, const void *);
 static int	 cmp_id(const void *, const void *);
 
@@ -193,7 +193,8 @@ index_open(void)
 	int		 rc, rv;
 
 	rc = sqlite3_open_v2(INDEX_PATH, &db,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		log_warnx("index: open %s: %s", INDEX_PATH,
 		    db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -231,7 +232,7 @@ index_open(void)
 		return (rv);
 
 	if ((rv = index_prepare("SELECT id, base, uidl, size, fsize "
-	    "FROM msg ORDER BY base", &st_byname)) != IDX_OK ||
+	    "FROM msg ORDER BY id", &st_byname)) != IDX_OK ||
 	    (rv = index_prepare("INSERT INTO msg (base, uidl, size, fsize) "
 	    "VALUES (?, ?, ?, ?)", &st_insert)) != IDX_OK ||
 	    (rv = index_prepare("DELETE FROM msg WHERE id = ?",
@@ -345,19 +346,104 @@ index_insert(struct msg *m)
 }
 
 /*
- * Walk the rows in base name order beside the files, sorted the same
- * way: one pass, no copy of the whole table.  Files without a row are
- * marked new, rows without a file are returned for deletion.
+ * The files by base name, in an open-addressing table of indices + 1
+ * into s->msgs: the rows are matched in one pass, with no sort of the
+ * whole list.
+ */
+struct basetab {
+	uint32_t	*slot;
+	size_t		 mask;
+};
+
+static uint32_t
+base_hash(const char *p, size_t len)
+{
+	uint32_t	 h = 2166136261U;
+
+	while (len-- > 0) {
+		h ^= (unsigned char)*p++;
+		h *= 16777619U;
+	}
+	return (h);
+}
+
+/* Two files of one message (a crashed rename?): show the first by name. */
+static int
+basetab_build(struct basetab *t, struct session *s)
+{
+	struct msg	*m, *o;
+	uint32_t	*p;
+	size_t		 size = 64, i;
+
+	if (s->nmsgs >= UINT32_MAX / 2) {
+		errno = ENOMEM;
+		return (-1);
+	}
+	while (size < 2 * s->nmsgs)
+		size *= 2;
+	if ((t->slot = calloc(size, sizeof(*t->slot))) == NULL)
+		return (-1);
+	t->mask = size - 1;
+	for (i = 0; i < s->nmsgs; i++) {
+		m = &s->msgs[i];
+		p = &t->slot[base_hash(m->base, strlen(m->base)) & t->mask];
+		for (; *p != 0; p = &t->slot[(p - t->slot + 1) & t->mask])
+			if (strcmp(s->msgs[*p - 1].base, m->base) == 0)
+				break;
+		if (*p == 0) {
+			*p = i + 1;
+			continue;
+		}
+		o = &s->msgs[*p - 1];
+		if (strcmp(m->name, o->name) < 0) {
+			*p = i + 1;
+			o->flags |= MSG_SKIP;
+			log_warnx("cur/%s duplicates cur/%s, ignored",
+			    safename(o->name), safename(m->name));
+		} else {
+			m->flags |= MSG_SKIP;
+			log_warnx("cur/%s duplicates cur/%s, ignored",
+			    safename(m->name), safename(o->name));
+		}
+	}
+	return (0);
+}
+
+static struct msg *
+basetab_find(const struct basetab *t, struct session *s, const char *base,
+    size_t len)
+{
+	const uint32_t	*p;
+
+	p = &t->slot[base_hash(base, len) & t->mask];
+	for (; *p != 0; p = &t->slot[(p - t->slot + 1) & t->mask])
+		if (strcmp(s->msgs[*p - 1].base, base) == 0)
+			return (&s->msgs[*p - 1]);
+	return (NULL);
+}
+
+/*
+ * Walk the rows in id order, each looked up among the files.  Files
+ * without a row are marked new, rows without a file are returned for
+ * deletion.  order gets the matched files' indices in row order.
  */
 static int
-index_match(struct session *s, int64_t **dropp, size_t *ndropp)
+index_match(struct session *s, int64_t **dropp, size_t *ndropp,
+    uint32_t *order, size_t *norder)
 {
+	struct basetab	 t;
 	struct msg	*m;
 	const char	*base, *uidl;
 	int64_t		*drop = NULL, *tmp, size, fsize, hint;
-	size_t		 i = 0, ndrop = 0, cap = 0;
-	int		 rc, c, rv = IDX_FAIL;
+	size_t		 i, ndrop = 0, cap = 0, n = 0;
+	int		 rc, rv = IDX_FAIL;
 
+	if (basetab_build(&t, s) == -1) {
+		log_warn("index: calloc");
+		*dropp = NULL;
+		*ndropp = 0;
+		return (IDX_FAIL);
+	}
 	while ((rc = sqlite3_step(st_byname)) == SQLITE_ROW) {
 		base = (const char *)sqlite3_column_text(st_byname, 1);
 		uidl = (const char *)sqlite3_column_text(st_byname, 2);
@@ -370,16 +456,10 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp)
 			rv = IDX_REBUILD;
 			goto done;
 		}
-		c = 1;
-		for (; i < s->nmsgs; i++) {
-			m = &s->msgs[i];
-			if (m->flags & MSG_SKIP)
-				continue;
-			if ((c = strcmp(m->base, base)) >= 0)
-				break;
-			m->flags |= MSG_NEW;
-		}
-		if (c != 0) {
+		m = basetab_find(&t, s, base,
+		    sqlite3_column_bytes(st_byname, 1));
+		/* A matched file has its unique-id: a second row drops. */
+		if (m == NULL || (m->flags & MSG_SKIP) || m->uidl != NULL) {
 			if (ndrop == cap) {
 				cap = cap ? cap * 2 : 64;
 				if ((tmp = reallocarray(drop, cap,
@@ -392,7 +472,7 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp)
 			drop[ndrop++] = sqlite3_column_int64(st_byname, 0);
 			continue;
 		}
-		m = &s->msgs[i++];
+		order[n++] = m - s->msgs;
 		m->id = sqlite3_column_int64(st_byname, 0);
 		m->size = size;
 		m->fsize = fsize;
@@ -412,11 +492,12 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp)
 		rv = index_status(rc);
 		goto done;
 	}
-	for (; i < s->nmsgs; i++)
-		if (!(s->msgs[i].flags & MSG_SKIP))
+	for (i = 0; i < s->nmsgs; i++)
+		if (!(s->msgs[i].flags & MSG_SKIP) && s->msgs[i].uidl == NULL)
 			s->msgs[i].flags |= MSG_NEW;
 	rv = IDX_OK;
  done:
+	free(t.slot);
 	sqlite3_reset(st_byname);
 	if (rv != IDX_OK) {
 		free(drop);
@@ -425,22 +506,29 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp)
 	}
 	*dropp = drop;
 	*ndropp = ndrop;
+	*norder = n;
 	return (rv);
 }
+
+#define MSG_SHOWN(m)	(!((m)->flags & MSG_SKIP) && (m)->uidl != NULL)
 
 /*
  * Bring the index in line with cur/, in one transaction: rows of files
  * gone are dropped, files never seen are read once and added.  The
- * session's messages get their ids, sizes and unique-ids.
+ * session's messages get their ids, sizes and unique-ids.  order gets
+ * a permutation of s->msgs: the shown messages in id order (the rows',
+ * then the new ones'), then the hidden; *nshown says how many.
  */
 static int
-index_sync(struct session *s)
+index_sync(struct session *s, uint32_t **orderp, size_t *nshown)
 {
 	struct msg	*m, **fresh = NULL;
 	int64_t		*drop = NULL;
-	size_t		 ndrop = 0, nfresh = 0, nstale = 0, i, j;
+	uint32_t	*order = NULL;
+	size_t		 ndrop = 0, nfresh = 0, nstale = 0, norder, i, j;
 	int		 rv, rc;
 
+	*orderp = NULL;
 	/* A second try after a rebuild starts from the scan alone. */
 	for (i = 0; i < s->nmsgs; i++) {
 		m = &s->msgs[i];
@@ -451,22 +539,16 @@ index_sync(struct session *s)
 		m->flags = 0;
 	}
 
-	if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK)
-		return (rv);
-
-	/* qsort(3) wants an array, even an empty one. */
-	if (s->nmsgs > 0)
-		qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_base);
-	/* Two files of one message (a crashed rename?): show one. */
-	for (i = 1; i < s->nmsgs; i++) {
-		if (strcmp(s->msgs[i].base, s->msgs[i - 1].base) == 0) {
-			s->msgs[i].flags |= MSG_SKIP;
-			log_warnx("cur/%s duplicates cur/%s, ignored",
-			    safename(s->msgs[i].name),
-			    safename(s->msgs[i - 1].name));
-		}
+	if ((order = reallocarray(NULL, s->nmsgs + 1,
+	    sizeof(*order))) == NULL) {
+		log_warn("index: reallocarray");
+		return (IDX_FAIL);
 	}
-	if ((rv = index_match(s, &drop, &ndrop)) != IDX_OK)
+	if ((rv = index_exec("BEGIN IMMEDIATE")) != IDX_OK) {
+		free(order);
+		return (rv);
+	}
+	if ((rv = index_match(s, &drop, &ndrop, order, &norder)) != IDX_OK)
 		goto fail;
 
 	for (i = 0; i < ndrop; i++) {
@@ -527,47 +609,81 @@ index_sync(struct session *s)
 		goto fail;
 	log_debug("index: %zu added, %zu dropped, %zu read again", nfresh,
 	    ndrop, nstale);
+
+	/* Rows that went stale and unreadable since drop out of order. */
+	for (i = j = 0; i < norder; i++)
+		if (MSG_SHOWN(&s->msgs[order[i]]))
+			order[j++] = order[i];
+	for (i = 0; i < nfresh; i++)
+		if (MSG_SHOWN(fresh[i]))
+			order[j++] = fresh[i] - s->msgs;
+	*nshown = j;
+	for (i = 0; i < s->nmsgs; i++)
+		if (!MSG_SHOWN(&s->msgs[i]))
+			order[j++] = i;
+	*orderp = order;
 	free(drop);
 	free(fresh);
 	return (IDX_OK);
  fail:
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	free(order);
 	free(drop);
 	free(fresh);
 	return (rv);
 }
 
-/* Drop hidden messages and put the rest in message number order. */
+/*
+ * Put the messages in the order index_sync found, in place, and drop
+ * the hidden ones; their strings stay in the arena till the end.
+ */
 static void
-index_compact(struct session *s)
+index_compact(struct session *s, uint32_t *order, size_t nshown)
 {
-	struct msg	*m;
-	size_t		 i, n = 0;
+	struct msg	 tmp;
+	size_t		 i, j, next;
 
+	/* Each cycle of the permutation moves once; done ones are marked. */
 	for (i = 0; i < s->nmsgs; i++) {
-		m = &s->msgs[i];
-		/* Their strings stay in the arena till the end. */
-		if ((m->flags & MSG_SKIP) || m->uidl == NULL)
+		if (order[i] == UINT32_MAX)
 			continue;
-		m->flags &= ~(MSG_NEW | MSG_STALE);
-		s->msgs[n++] = *m;
+		tmp = s->msgs[i];
+		for (j = i; order[j] != i; j = next) {
+			next = order[j];
+			s->msgs[j] = s->msgs[next];
+			order[j] = UINT32_MAX;
+		}
+		s->msgs[j] = tmp;
+		order[j] = UINT32_MAX;
 	}
-	s->nmsgs = n;
-	if (n > 0)
-		qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_id);
+	s->nmsgs = nshown;
+	for (i = 0; i < s->nmsgs; i++)
+		s->msgs[i].flags &= ~(MSG_NEW | MSG_STALE);
+	/* New rowids pass the old; a foreign writer's may not. */
+	for (i = 1; i < s->nmsgs; i++) {
+		if (s->msgs[i].id <= s->msgs[i - 1].id) {
+			qsort(s->msgs, s->nmsgs, sizeof(*s->msgs), cmp_id);
+			break;
+		}
+	}
 }
 
 int
 index_load(struct session *s)
 {
-	int	 rv, tries;
+	uint32_t	*order;
+	size_t		 nshown;
+	int		 rv, tries;
 
 	for (tries = 0; tries < 2; tries++) {
 		if ((rv = index_open()) == IDX_OK) {
 			if (s->type == MAILDROP_MBOX)
 				rv = mbox_sync(s);
-			else if ((rv = index_sync(s)) == IDX_OK)
-				index_compact(s);
+			else if ((rv = index_sync(s, &order, &nshown)) ==
+			    IDX_OK) {
+				index_compact(s, order, nshown);
+				free(order);
+			}
 			if (rv == IDX_OK)
 				return (0);
 		}
@@ -849,17 +965,6 @@ index_mbox_store(struct session *s, const struct mboxstate *ms)
 	sqlite3_finalize(st);
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	return (rv);
-}
-
-static int
-cmp_base(const void *a, const void *b)
-{
-	const struct msg	*ma = a, *mb = b;
-	int			 c;
-
-	if ((c = strcmp(ma->base, mb->base)) != 0)
-		return (c);
-	return (strcmp(ma->name, mb->name));
 }
 
 static int

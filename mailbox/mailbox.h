@@ -177,6 +177,8 @@ void	 xform_init(struct xform *, int);
 /* Output length; out may be NULL to count only. */
 size_t	 xform_chunk(struct xform *, const unsigned char *, size_t,
 	    unsigned char *);
+/* The size and state of xform_chunk(x, in, len, NULL), faster. */
+size_t	 xform_count(struct xform *, const unsigned char *, size_t);
 /* At most 2 octets; out may be NULL. */
 size_t	 xform_finish(struct xform *, unsigned char *);
 

@@ -247,7 +247,7 @@ maildir_size(const struct msg *m, uint64_t *size, int64_t *fsize)
 		if (n == 0)
 			break;
 		raw += n;
-		xform_chunk(&x, buf, n, NULL);
+		xform_count(&x, buf, n);
 	}
 	xform_finish(&x, NULL);
 	close(fd);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mailbox.h"
 
@@ -54,6 +55,32 @@ xform_chunk(struct xform *x, const unsigned char *in, size_t len,
 	if (len > 0)
 		x->empty = 0;
 	x->size += o - dots;
+	return (o);
+}
+
+/*
+ * xform_chunk's size and state without its output: only an LF not
+ * after a CR grows the message, so memchr(3) finds all there is to
+ * count.  A new message is read just for its size.
+ */
+size_t
+xform_count(struct xform *x, const unsigned char *in, size_t len)
+{
+	const unsigned char	*p = in, *end = in + len, *lf;
+	size_t			 o = len;
+
+	if (len == 0)
+		return (0);
+	while ((lf = memchr(p, '\n', end - p)) != NULL) {
+		/* At the chunk's start, the CR is the previous chunk's. */
+		if (lf == in ? !x->cr : lf[-1] != '\r')
+			o++;
+		p = lf + 1;
+	}
+	x->cr = end[-1] == '\r';
+	x->bol = end[-1] == '\n';
+	x->empty = 0;
+	x->size += o;
 	return (o);
 }
 

@@ -92,6 +92,8 @@ def test_before_login(srv):
 
 
 def test_each_hash(srv):
+    # A session's lock lasts until its process exits, just after QUIT.
+    srv.wait_sessions_done()
     for name, password, method in USERS:
         with T.guard("login %s (%s)" % (name, method)):
             p = srv.pop3s()

@@ -28,6 +28,8 @@ FUZZ_TIME=${FUZZ_TIME:-60}
 CPPFLAGS=${CPPFLAGS:--Icommon -D_GNU_SOURCE}
 WARNINGS=${WARNINGS:--Wall -Wextra -Werror}
 LDADD=${LDADD:-}
+# SHA-256 (sha2.h): libmd on Linux, libc on OpenBSD, where it is empty.
+LIBMD=${LIBMD--lmd}
 
 OUT=$BUILD/fuzz
 OBJ=$OUT/obj
@@ -38,10 +40,10 @@ CFLAGS="-g -O1 -std=gnu11 $SAN -fsanitize=fuzzer-no-link"
 # Each target: its name, the sources it links besides its own
 # regress/fuzz/NAME.c and regress/fuzz/fuzzlib.c, and its libraries; the
 # same lists, as objects, make build/test_fuzz_NAME in the Makefile.
-# Maildir names and UIDLs (mailbox/maildir.c) and the mbox parser get
-# targets of their own, fuzz_maildir and fuzz_mbox, once their rewrite
-# (issue 4) has settled: a line each here, a file each in regress/fuzz/,
-# a seed corpus and a test_fuzz_* rule in the Makefile.
+# Maildir names and UIDLs get a target of their own, fuzz_maildir, once
+# the base name and unique-id derivation (static in mailbox/maildir.c and
+# index.c) are reachable: a line here, a file in regress/fuzz/, a seed
+# corpus and a test_fuzz_* rule in the Makefile.
 targets() {
 	t fuzz_sasl "login/base64.c login/plain.c"
 	t fuzz_transform mailbox/transform.c
@@ -54,6 +56,8 @@ targets() {
 	t fuzz_login_cmd "login/authorization.c login/sasl.c login/stls.c \
 	    login/base64.c login/plain.c common/iobuf.c common/log.c" \
 	    "-ltls -levent"
+	t fuzz_mbox "mailbox/mbox.c mailbox/unfrom.c mailbox/transform.c \
+	    mailbox/arena.c common/log.c" "$LIBMD"
 }
 
 if ! command -v "$FUZZ_CC" >/dev/null 2>&1; then

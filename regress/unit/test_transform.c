@@ -160,6 +160,24 @@ count(const unsigned char *in, size_t inlen, const size_t *splits,
 	return (x.size);
 }
 
+/* The same with xform_count(), the size of a new message. */
+static uint64_t
+fastcount(const unsigned char *in, size_t inlen, const size_t *splits,
+    size_t nsplit)
+{
+	struct xform	 x;
+	size_t		 start = 0, end, i;
+
+	xform_init(&x, 0);
+	for (i = 0; i <= nsplit; i++) {
+		end = i < nsplit ? splits[i] : inlen;
+		xform_count(&x, in + start, end - start);
+		start = end;
+	}
+	xform_finish(&x, NULL);
+	return (x.size);
+}
+
 /* One chunking of one case, both modes, output and size checked. */
 static int
 check(const struct tcase *tc, const size_t *splits, size_t nsplit,
@@ -191,6 +209,11 @@ check(const struct tcase *tc, const size_t *splits, size_t nsplit,
 		if (count((const unsigned char *)tc->in, tc->inlen, splits,
 		    nsplit, stuff, &total) != plen || total != elen) {
 			*why = "count-only run differs";
+			return (-1);
+		}
+		if (fastcount((const unsigned char *)tc->in, tc->inlen,
+		    splits, nsplit) != plen) {
+			*why = "xform_count differs";
 			return (-1);
 		}
 	}
@@ -319,6 +342,55 @@ test_random(void)
 	printf("PASS: random-chunking\n");
 }
 
+/*
+ * xform_count against xform_chunk over longer random messages, cut at
+ * random points (empty chunks too), LF-heavy and LF-sparse.
+ */
+static void
+test_random_count(void)
+{
+	static const unsigned char alpha[] = { '\r', '\n', '.', 'a', '\0' };
+	static unsigned char	 in[1 << 17];
+	size_t		 splits[64], nsplit, len, i, j, t;
+	uint64_t	 slow, fast;
+	size_t		 total;
+	int		 round, sparse;
+	char		 reason[128];
+
+	for (round = 0; round < 2000; round++) {
+		len = round < 1000 ? rnd() % 512 : rnd() % sizeof(in);
+		sparse = round % 3 == 0;
+		for (i = 0; i < len; i++) {
+			if (sparse && rnd() % 64 != 0)
+				in[i] = 'a' + rnd() % 26;
+			else
+				in[i] = alpha[rnd() % sizeof(alpha)];
+		}
+		nsplit = len == 0 ? 0 : rnd() % (sizeof(splits) /
+		    sizeof(splits[0]));
+		for (i = 0; i < nsplit; i++)
+			splits[i] = rnd() % (len + 1);
+		/* Sorted, duplicates kept: empty chunks. */
+		for (i = 1; i < nsplit; i++)
+			for (j = i; j > 0 && splits[j - 1] > splits[j]; j--) {
+				t = splits[j];
+				splits[j] = splits[j - 1];
+				splits[j - 1] = t;
+			}
+		slow = count(in, len, splits, nsplit, 0, &total);
+		fast = fastcount(in, len, splits, nsplit);
+		if (slow != fast) {
+			snprintf(reason, sizeof(reason), "round %d: %llu, "
+			    "xform_chunk %llu", round,
+			    (unsigned long long)fast,
+			    (unsigned long long)slow);
+			fail("random-count", reason);
+			return;
+		}
+	}
+	printf("PASS: random-count\n");
+}
+
 int
 main(void)
 {
@@ -327,5 +399,6 @@ main(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		test_case(&cases[i]);
 	test_random();
+	test_random_count();
 	return (failed ? 1 : 0);
 }
