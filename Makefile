@@ -65,7 +65,7 @@ MAILBOX_OBJS=	mailbox/mailbox.o mailbox/maildir.o mailbox/index.o \
 		mailbox/transaction.o mailbox/transform.o mailbox/output.o
 MAILBOX_OBJS+=	mailbox/message.o mailbox/unfrom.o mailbox/top.o \
 		mailbox/mbox.o mailbox/mboxlock.o mailbox/mboxupdate.o \
-		mailbox/arena.o
+		mailbox/arena.o mailbox/uidl.o
 
 PROGS=		${BUILD}/pop3d ${BUILD}/pop3d-login ${BUILD}/pop3d-mailbox \
 		${BUILD}/pop3ctl
@@ -161,7 +161,8 @@ FUZZ_REPLAY=	regress/fuzz/replay.o regress/fuzz/fuzzlib.o
 FUZZ_PROGS=	${BUILD}/test_fuzz_sasl ${BUILD}/test_fuzz_transform \
 		${BUILD}/test_fuzz_parse ${BUILD}/test_fuzz_users \
 		${BUILD}/test_fuzz_imsg ${BUILD}/test_fuzz_master \
-		${BUILD}/test_fuzz_login_cmd ${BUILD}/test_fuzz_mbox
+		${BUILD}/test_fuzz_login_cmd ${BUILD}/test_fuzz_mbox \
+		${BUILD}/test_fuzz_maildir
 FUZZ_SASL=	login/base64.o login/plain.o
 FUZZ_TRANSFORM=	mailbox/transform.o
 FUZZ_PARSE=	master/parse.o common/log.o
@@ -207,6 +208,11 @@ ${BUILD}/test_fuzz_login_cmd: regress/fuzz/fuzz_login_cmd.o ${FUZZ_REPLAY} \
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ regress/fuzz/fuzz_login_cmd.o ${FUZZ_REPLAY} \
 	    ${FUZZ_LOGIN_CMD} -ltls -levent ${LDADD_${OS}}
+${BUILD}/test_fuzz_maildir: regress/fuzz/fuzz_maildir.o ${FUZZ_REPLAY} \
+    mailbox/uidl.o
+	@mkdir -p ${BUILD}
+	${CC} ${LDFLAGS} -o $@ regress/fuzz/fuzz_maildir.o ${FUZZ_REPLAY} \
+	    mailbox/uidl.o ${LDADD_${OS}}
 ${BUILD}/test_fuzz_mbox: regress/fuzz/fuzz_mbox.o ${FUZZ_REPLAY} ${FUZZ_MBOX}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ regress/fuzz/fuzz_mbox.o ${FUZZ_REPLAY} \
@@ -214,7 +220,8 @@ ${BUILD}/test_fuzz_mbox: regress/fuzz/fuzz_mbox.o ${FUZZ_REPLAY} ${FUZZ_MBOX}
 ${FUZZ_REPLAY} regress/fuzz/fuzz_sasl.o regress/fuzz/fuzz_transform.o \
     regress/fuzz/fuzz_parse.o regress/fuzz/fuzz_users.o \
     regress/fuzz/fuzz_imsg.o regress/fuzz/fuzz_master.o \
-    regress/fuzz/fuzz_login_cmd.o regress/fuzz/fuzz_mbox.o: \
+    regress/fuzz/fuzz_login_cmd.o regress/fuzz/fuzz_mbox.o \
+    regress/fuzz/fuzz_maildir.o: \
     regress/fuzz/fuzz.h common/log.h \
     common/imsg.h common/proto.h common/iobuf.h master/pop3d.h \
     master/users.h master/master.h login/login.h login/sasl.h \

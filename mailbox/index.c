@@ -69,7 +69,6 @@ static int	 index_match(struct session *, int64_t **, size_t *,
 	    uint32_t *, size_t *);
 static int	 index_sync(struct session *, uint32_t **, size_t *);
 static void	 index_compact(struct session *, uint32_t *, size_t);
-static void	 uidl_derive(const char *, int, char *, size_t);
 static int	 cmp_name(const void *, const void *);
 static int	 cmp_id(const void *, const void *);
 
@@ -270,47 +269,14 @@ index_unlink(void)
 	return (0);
 }
 
-/* The file's own name is the best unique-id, when RFC 1939 allows it. */
-int
-uidl_valid(const char *s)
-{
-	size_t	 i;
-
-	for (i = 0; s[i] != '\0'; i++)
-		if (i == UIDL_MAX || s[i] < 0x21 || s[i] > 0x7e)
-			return (0);
-	return (i > 0);
-}
-
-/* Stable across rebuilds: a hash of the base name, FNV-1a. */
-static void
-uidl_derive(const char *base, int n, char *buf, size_t len)
-{
-	const unsigned char	*p;
-	uint64_t		 h = 0xcbf29ce484222325ULL;
-
-	for (p = (const unsigned char *)base; *p != '\0'; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	if (n == 0)
-		snprintf(buf, len, "%016llx", (unsigned long long)h);
-	else
-		snprintf(buf, len, "%016llx-%d", (unsigned long long)h, n);
-}
-
 static int
 index_insert(struct msg *m)
 {
 	char	 uidl[UIDL_MAX + 1];
-	int	 i, rc, valid;
+	int	 i, rc;
 
-	valid = uidl_valid(m->base);
 	for (i = 0; i < UIDL_TRIES; i++) {
-		if (i == 0 && valid)
-			strlcpy(uidl, m->base, sizeof(uidl));
-		else
-			uidl_derive(m->base, i, uidl, sizeof(uidl));
+		maildir_uidl(m->base, i, uidl, sizeof(uidl));
 		if (sqlite3_bind_text(st_insert, 1, m->base, -1,
 		    SQLITE_STATIC) != SQLITE_OK ||
 		    sqlite3_bind_text(st_insert, 2, uidl, -1,

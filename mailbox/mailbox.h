@@ -135,7 +135,9 @@ int	 index_mbox_state(struct mboxstate *);
 int	 index_mbox_rows(struct session *);
 int	 index_mbox_old(struct mboxrow **, size_t *);
 int	 index_mbox_store(struct session *, const struct mboxstate *);
+/* uidl.c */
 int	 uidl_valid(const char *);
+void	 maildir_uidl(const char *, int, char *, size_t);
 
 /* message.c */
 void	 message_send(struct session *, struct msg *, size_t, int,

@@ -40,10 +40,6 @@ CFLAGS="-g -O1 -std=gnu11 $SAN -fsanitize=fuzzer-no-link"
 # Each target: its name, the sources it links besides its own
 # regress/fuzz/NAME.c and regress/fuzz/fuzzlib.c, and its libraries; the
 # same lists, as objects, make build/test_fuzz_NAME in the Makefile.
-# Maildir names and UIDLs get a target of their own, fuzz_maildir, once
-# the base name and unique-id derivation (static in mailbox/maildir.c and
-# index.c) are reachable: a line here, a file in regress/fuzz/, a seed
-# corpus and a test_fuzz_* rule in the Makefile.
 targets() {
 	t fuzz_sasl "login/base64.c login/plain.c"
 	t fuzz_transform mailbox/transform.c
@@ -56,6 +52,7 @@ targets() {
 	t fuzz_login_cmd "login/authorization.c login/sasl.c login/stls.c \
 	    login/base64.c login/plain.c common/iobuf.c common/log.c" \
 	    "-ltls -levent"
+	t fuzz_maildir "mailbox/uidl.c"
 	t fuzz_mbox "mailbox/mbox.c mailbox/unfrom.c mailbox/transform.c \
 	    mailbox/arena.c common/log.c" "$LIBMD"
 }
