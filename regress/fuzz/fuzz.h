@@ -30,4 +30,10 @@ __attribute__((__noreturn__)) void fuzz_fail(const char *, ...)
  */
 const char	*fuzz_file_write(const char *, const uint8_t *, size_t);
 
+/*
+ * One non-blocking sendmsg(2) of len bytes on socket s, with a fresh
+ * descriptor of /dev/null attached if withfd; as sendmsg returns.
+ */
+ssize_t		 fuzz_send(int, const void *, size_t, int);
+
 #endif /* POP3D_FUZZ_H */

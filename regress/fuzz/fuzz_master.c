@@ -319,42 +319,13 @@ static void
 peer_send(int ch, const uint8_t *b, size_t len, int withfd)
 {
 	struct peer	*p = &peers[ch];
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
-	union {
-		struct cmsghdr	 hdr;
-		unsigned char	 buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
 	ssize_t		 n;
-	int		 fd = -1, tries = 0;
+	int		 tries = 0;
 
 	if (!p->open || p->hungup)
 		return;
 	while (len > 0) {
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = (void *)b;
-		iov.iov_len = len;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		if (withfd) {
-			if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) ==
-			    -1)
-				abort();
-			memset(&cmsgbuf, 0, sizeof(cmsgbuf));
-			msg.msg_control = cmsgbuf.buf;
-			msg.msg_controllen = sizeof(cmsgbuf.buf);
-			cmsg = CMSG_FIRSTHDR(&msg);
-			cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-			cmsg->cmsg_level = SOL_SOCKET;
-			cmsg->cmsg_type = SCM_RIGHTS;
-			memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-		}
-		n = sendmsg(p->ibuf.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (fd != -1) {
-			close(fd);
-			fd = -1;
-		}
+		n = fuzz_send(p->ibuf.fd, b, len, withfd);
 		if (n == -1) {
 			/* Gone: the master dropped the channel. */
 			if (errno != EAGAIN)

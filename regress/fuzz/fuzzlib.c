@@ -1,8 +1,11 @@
 /*
- * What every fuzz target shares: failing loudly, and scratch files.
+ * What every fuzz target shares: failing loudly, scratch files, and
+ * sending bytes with a descriptor.
  */
 
 #include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,4 +106,43 @@ fuzz_file_write(const char *name, const uint8_t *data, size_t len)
 	}
 	close(fd);
 	return (path);
+}
+
+ssize_t
+fuzz_send(int s, const void *p, size_t len, int withfd)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cmsg;
+	union {
+		struct cmsghdr	 hdr;
+		unsigned char	 buf[CMSG_SPACE(sizeof(int))];
+	} cmsgbuf;
+	ssize_t		 n;
+	int		 fd = -1, saved;
+
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = (void *)p;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (withfd) {
+		if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+			abort();
+		memset(&cmsgbuf, 0, sizeof(cmsgbuf));
+		msg.msg_control = cmsgbuf.buf;
+		msg.msg_controllen = sizeof(cmsgbuf.buf);
+		cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	}
+	n = sendmsg(s, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (fd != -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return (n);
 }
