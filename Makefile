@@ -65,7 +65,8 @@ MAILBOX_OBJS=	mailbox/mailbox.o mailbox/maildir.o mailbox/index.o \
 		mailbox/transaction.o mailbox/transform.o mailbox/output.o
 MAILBOX_OBJS+=	mailbox/message.o mailbox/unfrom.o mailbox/top.o \
 		mailbox/mbox.o mailbox/mboxlock.o mailbox/mboxupdate.o \
-		mailbox/arena.o mailbox/uidl.o
+		mailbox/arena.o mailbox/uidl.o mailbox/measure.o \
+		mailbox/filestate.o
 
 PROGS=		${BUILD}/pop3d ${BUILD}/pop3d-login ${BUILD}/pop3d-mailbox \
 		${BUILD}/pop3ctl
@@ -90,7 +91,7 @@ ${BUILD}/pop3d-login: ${LOGIN_OBJS} ${COMMON_OBJS} ${EVENT_OBJS}
 ${BUILD}/pop3d-mailbox: ${MAILBOX_OBJS} ${COMMON_OBJS}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} ${MAILBOX_LDFLAGS} -o $@ ${MAILBOX_OBJS} \
-	    ${COMMON_OBJS} -lsqlite3 ${LIBMD_${OS}} ${LDADD_${OS}} -lm
+	    ${COMMON_OBJS} -lsqlite3 ${LIBMD_${OS}} ${LDADD_${OS}} -lm -lpthread
 
 master/parse.c: master/parse.y
 	${YACC} -o $@ master/parse.y
@@ -136,7 +137,7 @@ ${BUILD}/test_transform: regress/unit/test_transform.o mailbox/transform.o
 ${BUILD}/test_sandbox: regress/unit/test_sandbox.o ${COMMON_OBJS}
 	@mkdir -p ${BUILD}
 	${CC} ${LDFLAGS} -o $@ regress/unit/test_sandbox.o ${COMMON_OBJS} \
-	    ${LDADD_${OS}}
+	    ${LDADD_${OS}} -lpthread
 
 ${BUILD}/test_sasl: regress/unit/test_sasl.o login/base64.o login/plain.o
 	@mkdir -p ${BUILD}
@@ -173,7 +174,7 @@ FUZZ_MASTER=	master/login_procs.o master/session.o master/control.o \
 FUZZ_LOGIN_CMD=	login/authorization.o login/sasl.o login/stls.o \
 		login/base64.o login/plain.o common/iobuf.o common/log.o
 FUZZ_MBOX=	mailbox/mbox.o mailbox/unfrom.o mailbox/transform.o \
-		mailbox/arena.o common/log.o
+		mailbox/arena.o mailbox/filestate.o common/log.o
 unit: ${FUZZ_PROGS}
 ${BUILD}/test_fuzz_sasl: regress/fuzz/fuzz_sasl.o ${FUZZ_REPLAY} ${FUZZ_SASL}
 	@mkdir -p ${BUILD}

@@ -1,13 +1,14 @@
 /*
- * Strings of the message list: file names, base names, unique-ids.
- * They are carved out of large blocks and all freed at once when the
- * list goes.  A Maildir of 100,000 messages holds 200,000 of them, and
+ * The message list's memory: the array, grown by doubling, and its
+ * strings (file names, base names, unique-ids) carved out of large
+ * blocks.  All of it is freed at once when the list goes.  A Maildir of 100,000 messages holds 200,000 of them, and
  * malloc(3)'s overhead on each would be a third of the session's memory.
  */
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mailbox.h"
 
 #define ARENA_BLOCK	(64 * 1024)
@@ -66,4 +67,34 @@ arena_free(void)
 		blocks = b->next;
 		free(b);
 	}
+}
+
+/* A zeroed message at the end of the list, or NULL. */
+struct msg *
+msgs_add(struct session *s)
+{
+	struct msg	*m;
+	size_t		 cap;
+
+	if (s->nmsgs == s->msgcap) {
+		cap = s->msgcap ? s->msgcap * 2 : 64;
+		if ((m = reallocarray(s->msgs, cap, sizeof(*m))) == NULL) {
+			log_warn("reallocarray");
+			return (NULL);
+		}
+		s->msgs = m;
+		s->msgcap = cap;
+	}
+	m = &s->msgs[s->nmsgs++];
+	memset(m, 0, sizeof(*m));
+	return (m);
+}
+
+void
+msgs_free(struct session *s)
+{
+	free(s->msgs);
+	arena_free();
+	s->msgs = NULL;
+	s->nmsgs = s->msgcap = 0;
 }

@@ -28,12 +28,12 @@
 #include "mailbox.h"
 
 #define INDEX_PATH	"/pop3d.index"
-#define INDEX_VERSION	2
+#define INDEX_VERSION	3
 #define INDEX_BUSYMS	5000
 #define UIDL_TRIES	100
 
 static sqlite3		*db;
-static sqlite3_stmt	*st_byname, *st_insert, *st_delete, *st_size;
+static sqlite3_stmt	*st_rows, *st_insert, *st_delete, *st_size, *st_rename;
 
 static const char *const index_files[] = {
 	INDEX_PATH, INDEX_PATH "-wal", INDEX_PATH "-shm",
@@ -57,6 +57,27 @@ static const char	 schema_mbox[] =
 	"mtime INTEGER NOT NULL, "
 	"ctime INTEGER NOT NULL)";
 
+/* Version 3: each message's file name, and cur/ when it was listed. */
+static const char	 schema_cur[] =
+	"CREATE TABLE curstate ("
+	"id INTEGER PRIMARY KEY CHECK (id = 1), "
+	"dev INTEGER NOT NULL, "
+	"ino INTEGER NOT NULL, "
+	"size INTEGER NOT NULL, "
+	"mtime INTEGER NOT NULL, "
+	"ctime INTEGER NOT NULL)";
+
+/* One row of st_rows; its strings last until the next step. */
+struct row {
+	int64_t		 id;
+	int64_t		 size;
+	int64_t		 fsize;
+	const char	*base;
+	const char	*uidl;
+	const char	*name;		/* NULL: not known (version 2) */
+	size_t		 baselen;
+};
+
 static int	 index_status(int);
 static int	 index_exec(const char *);
 static int	 index_prepare(const char *, sqlite3_stmt **);
@@ -65,10 +86,17 @@ static int	 index_schema(void);
 static int	 index_open(void);
 static int	 index_unlink(void);
 static int	 index_insert(struct msg *);
+static int	 index_rename(const struct msg *);
+static int	 index_state_get(const char *, struct filestate *);
+static int	 index_state_put(const char *, const struct filestate *);
+static int	 index_row(struct row *);
+static int	 index_take(struct msg *, const struct row *);
 static int	 index_match(struct session *, int64_t **, size_t *,
 	    uint32_t *, size_t *);
 static int	 index_sync(struct session *, uint32_t **, size_t *);
 static void	 index_compact(struct session *, uint32_t *, size_t);
+static int	 index_unchanged(struct session *, int *);
+static int	 index_maildir(struct session *);
 static int	 cmp_name(const void *, const void *);
 static int	 cmp_id(const void *, const void *);
 
@@ -154,7 +182,7 @@ index_schema(void)
 			    INDEX_PATH);
 			return (IDX_REBUILD);
 		}
-	} else if (version != 1) {
+	} else if (version < 0 || version > INDEX_VERSION) {
 		log_warnx("index: %s has unknown schema version %d",
 		    INDEX_PATH, version);
 		return (IDX_REBUILD);
@@ -168,13 +196,18 @@ index_schema(void)
 		    "base TEXT UNIQUE NOT NULL, "
 		    "uidl TEXT UNIQUE NOT NULL, "
 		    "size INTEGER NOT NULL, "
-		    "fsize INTEGER NOT NULL DEFAULT -1)");
-	else
+		    "fsize INTEGER NOT NULL DEFAULT -1, "
+		    "name TEXT)");
+	else if (version == 1)
 		rv = index_exec("ALTER TABLE msg ADD COLUMN "
 		    "fsize INTEGER NOT NULL DEFAULT -1");
+	if (rv == IDX_OK && version < 2)
+		rv = index_exec(schema_mbox);
+	if (rv == IDX_OK && version != 0)
+		rv = index_exec("ALTER TABLE msg ADD COLUMN name TEXT");
 	if (rv != IDX_OK ||
-	    (rv = index_exec(schema_mbox)) != IDX_OK ||
-	    (rv = index_exec("PRAGMA user_version=2")) != IDX_OK ||
+	    (rv = index_exec(schema_cur)) != IDX_OK ||
+	    (rv = index_exec("PRAGMA user_version=3")) != IDX_OK ||
 	    (rv = index_exec("COMMIT")) != IDX_OK) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return (rv);
@@ -230,10 +263,12 @@ index_open(void)
 	    (rv = index_schema()) != IDX_OK)
 		return (rv);
 
-	if ((rv = index_prepare("SELECT id, base, uidl, size, fsize "
-	    "FROM msg ORDER BY id", &st_byname)) != IDX_OK ||
-	    (rv = index_prepare("INSERT INTO msg (base, uidl, size, fsize) "
-	    "VALUES (?, ?, ?, ?)", &st_insert)) != IDX_OK ||
+	if ((rv = index_prepare("SELECT id, base, uidl, size, fsize, name "
+	    "FROM msg ORDER BY id", &st_rows)) != IDX_OK ||
+	    (rv = index_prepare("INSERT INTO msg (base, uidl, size, fsize, "
+	    "name) VALUES (?, ?, ?, ?, ?)", &st_insert)) != IDX_OK ||
+	    (rv = index_prepare("UPDATE msg SET name = ? WHERE id = ?",
+	    &st_rename)) != IDX_OK ||
 	    (rv = index_prepare("DELETE FROM msg WHERE id = ?",
 	    &st_delete)) != IDX_OK ||
 	    (rv = index_prepare("UPDATE msg SET size = ?, fsize = ? "
@@ -245,11 +280,12 @@ index_open(void)
 void
 index_close(void)
 {
-	sqlite3_finalize(st_byname);
+	sqlite3_finalize(st_rows);
 	sqlite3_finalize(st_insert);
 	sqlite3_finalize(st_delete);
 	sqlite3_finalize(st_size);
-	st_byname = st_insert = st_delete = st_size = NULL;
+	sqlite3_finalize(st_rename);
+	st_rows = st_insert = st_delete = st_size = st_rename = NULL;
 	if (db != NULL && sqlite3_close(db) != SQLITE_OK)
 		log_warnx("index: close: %s", sqlite3_errmsg(db));
 	db = NULL;
@@ -283,7 +319,9 @@ index_insert(struct msg *m)
 		    SQLITE_STATIC) != SQLITE_OK ||
 		    sqlite3_bind_int64(st_insert, 3, (int64_t)m->size) !=
 		    SQLITE_OK ||
-		    sqlite3_bind_int64(st_insert, 4, m->fsize) != SQLITE_OK) {
+		    sqlite3_bind_int64(st_insert, 4, m->fsize) != SQLITE_OK ||
+		    sqlite3_bind_text(st_insert, 5, m->name, -1,
+		    SQLITE_STATIC) != SQLITE_OK) {
 			log_warnx("index: bind: %s", sqlite3_errmsg(db));
 			sqlite3_reset(st_insert);
 			return (IDX_FAIL);
@@ -388,6 +426,60 @@ basetab_find(const struct basetab *t, struct session *s, const char *base,
 	return (NULL);
 }
 
+/* The next row in *r and IDX_OK, IDX_DONE past the last. */
+static int
+index_row(struct row *r)
+{
+	size_t	 len;
+	int	 rc;
+
+	if ((rc = sqlite3_step(st_rows)) == SQLITE_DONE)
+		return (IDX_DONE);
+	if (rc != SQLITE_ROW) {
+		log_warnx("index: select: %s", sqlite3_errmsg(db));
+		return (index_status(rc));
+	}
+	r->id = sqlite3_column_int64(st_rows, 0);
+	r->base = (const char *)sqlite3_column_text(st_rows, 1);
+	r->baselen = sqlite3_column_bytes(st_rows, 1);
+	r->uidl = (const char *)sqlite3_column_text(st_rows, 2);
+	r->size = sqlite3_column_int64(st_rows, 3);
+	r->fsize = sqlite3_column_int64(st_rows, 4);
+	r->name = (const char *)sqlite3_column_text(st_rows, 5);
+	len = r->baselen;
+	/* Rows we never write mean someone else wrote them. */
+	if (r->base == NULL || r->uidl == NULL || r->size < 0 ||
+	    r->fsize < -1 || !uidl_valid(r->uidl) || (r->name != NULL &&
+	    (strncmp(r->name, r->base, len) != 0 ||
+	    (r->name[len] != ':' && r->name[len] != '\0')))) {
+		log_warnx("index: malformed row");
+		return (IDX_REBUILD);
+	}
+	return (IDX_OK);
+}
+
+/* A row's facts for its message; the unique-id is base when equal. */
+static int
+index_take(struct msg *m, const struct row *r)
+{
+	int64_t	 hint;
+
+	m->id = r->id;
+	m->size = r->size;
+	m->fsize = r->fsize;
+	if (strcmp(r->uidl, m->base) == 0)
+		m->uidl = m->base;
+	else if ((m->uidl = arena_strdup(r->uidl)) == NULL) {
+		log_warn("index: strdup");
+		return (-1);
+	}
+	/* A size in the name that disagrees: read the file again. */
+	if ((hint = maildir_namesize(m->base)) != -1 && r->fsize != -1 &&
+	    hint != r->fsize)
+		m->flags |= MSG_STALE;
+	return (0);
+}
+
 /*
  * Walk the rows in id order, each looked up among the files.  Files
  * without a row are marked new, rows without a file are returned for
@@ -398,11 +490,11 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp,
     uint32_t *order, size_t *norder)
 {
 	struct basetab	 t;
+	struct row	 r;
 	struct msg	*m;
-	const char	*base, *uidl;
-	int64_t		*drop = NULL, *tmp, size, fsize, hint;
+	int64_t		*drop = NULL, *tmp;
 	size_t		 i, ndrop = 0, cap = 0, n = 0;
-	int		 rc, rv = IDX_FAIL;
+	int		 rv = IDX_FAIL;
 
 	if (basetab_build(&t, s) == -1) {
 		log_warn("index: calloc");
@@ -410,20 +502,9 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp,
 		*ndropp = 0;
 		return (IDX_FAIL);
 	}
-	while ((rc = sqlite3_step(st_byname)) == SQLITE_ROW) {
-		base = (const char *)sqlite3_column_text(st_byname, 1);
-		uidl = (const char *)sqlite3_column_text(st_byname, 2);
-		size = sqlite3_column_int64(st_byname, 3);
-		fsize = sqlite3_column_int64(st_byname, 4);
-		/* Rows we never write mean someone else wrote them. */
-		if (base == NULL || uidl == NULL || size < 0 ||
-		    fsize < -1 || !uidl_valid(uidl)) {
-			log_warnx("index: malformed row");
-			rv = IDX_REBUILD;
-			goto done;
-		}
-		m = basetab_find(&t, s, base,
-		    sqlite3_column_bytes(st_byname, 1));
+	while ((rv = index_row(&r)) == IDX_OK) {
+		rv = IDX_FAIL;
+		m = basetab_find(&t, s, r.base, r.baselen);
 		/* A matched file has its unique-id: a second row drops. */
 		if (m == NULL || (m->flags & MSG_SKIP) || m->uidl != NULL) {
 			if (ndrop == cap) {
@@ -435,36 +516,24 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp,
 				}
 				drop = tmp;
 			}
-			drop[ndrop++] = sqlite3_column_int64(st_byname, 0);
+			drop[ndrop++] = r.id;
 			continue;
 		}
 		order[n++] = m - s->msgs;
-		m->id = sqlite3_column_int64(st_byname, 0);
-		m->size = size;
-		m->fsize = fsize;
-		if (strcmp(uidl, m->base) == 0)
-			m->uidl = m->base;
-		else if ((m->uidl = arena_strdup(uidl)) == NULL) {
-			log_warn("index: strdup");
+		if (index_take(m, &r) == -1)
 			goto done;
-		}
-		/* A size in the name that disagrees: read the file again. */
-		if ((hint = maildir_namesize(m->base)) != -1 && fsize != -1 &&
-		    hint != fsize)
-			m->flags |= MSG_STALE;
+		if (r.name == NULL || strcmp(r.name, m->name) != 0)
+			m->flags |= MSG_RENAMED;
 	}
-	if (rc != SQLITE_DONE) {
-		log_warnx("index: select: %s", sqlite3_errmsg(db));
-		rv = index_status(rc);
+	if (rv != IDX_DONE)
 		goto done;
-	}
 	for (i = 0; i < s->nmsgs; i++)
 		if (!(s->msgs[i].flags & MSG_SKIP) && s->msgs[i].uidl == NULL)
 			s->msgs[i].flags |= MSG_NEW;
 	rv = IDX_OK;
  done:
 	free(t.slot);
-	sqlite3_reset(st_byname);
+	sqlite3_reset(st_rows);
 	if (rv != IDX_OK) {
 		free(drop);
 		drop = NULL;
@@ -488,11 +557,11 @@ index_match(struct session *s, int64_t **dropp, size_t *ndropp,
 static int
 index_sync(struct session *s, uint32_t **orderp, size_t *nshown)
 {
-	struct msg	*m, **fresh = NULL;
+	struct msg	*m, **todo = NULL, **fresh = NULL;
 	int64_t		*drop = NULL;
 	uint32_t	*order = NULL;
 	size_t		 ndrop = 0, nfresh = 0, nstale = 0, norder, i, j;
-	int		 rv, rc;
+	int		*errs = NULL, rv, rc;
 
 	*orderp = NULL;
 	/* A second try after a rebuild starts from the scan alone. */
@@ -528,50 +597,65 @@ index_sync(struct session *s, uint32_t **orderp, size_t *nshown)
 			goto fail;
 		}
 	}
-
-	for (i = 0; i < s->nmsgs; i++) {
-		m = &s->msgs[i];
-		if (m->flags & MSG_NEW)
-			nfresh++;
-		if (!(m->flags & MSG_STALE))
-			continue;
-		nstale++;
-		if (maildir_size(m, &m->size, &m->fsize) == -1) {
-			log_warn("cur/%s: not listed", safename(m->name));
-			m->flags |= MSG_SKIP;
-			continue;
-		}
-		if ((rv = index_update_size(m)) != 0) {
-			rv = IDX_FAIL;
+	for (i = 0; i < s->nmsgs; i++)
+		if ((s->msgs[i].flags & MSG_RENAMED) &&
+		    (rv = index_rename(&s->msgs[i])) != IDX_OK)
 			goto fail;
-		}
-	}
 
-	/* New messages take their numbers in file name order. */
-	if (nfresh > 0 &&
-	    (fresh = reallocarray(NULL, nfresh, sizeof(*fresh))) == NULL) {
+	/* Stale rows first, then the new files in name order. */
+	for (i = 0; i < s->nmsgs; i++) {
+		if (s->msgs[i].flags & MSG_NEW)
+			nfresh++;
+		else if (s->msgs[i].flags & MSG_STALE)
+			nstale++;
+	}
+	if (nstale + nfresh > 0 &&
+	    ((todo = reallocarray(NULL, nstale + nfresh,
+	    sizeof(*todo))) == NULL ||
+	    (errs = reallocarray(NULL, nstale + nfresh,
+	    sizeof(*errs))) == NULL)) {
 		log_warn("index: reallocarray");
 		rv = IDX_FAIL;
 		goto fail;
 	}
+	fresh = todo != NULL ? todo + nstale : NULL;
 	for (i = j = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].flags & MSG_STALE)
+			todo[j++] = &s->msgs[i];
+	for (i = 0; i < s->nmsgs; i++)
 		if (s->msgs[i].flags & MSG_NEW)
-			fresh[j++] = &s->msgs[i];
+			todo[j++] = &s->msgs[i];
 	if (nfresh > 0)
 		qsort(fresh, nfresh, sizeof(*fresh), cmp_name);
-	for (i = 0; i < nfresh; i++) {
-		m = fresh[i];
-		if (maildir_size(m, &m->size, &m->fsize) == -1) {
+	measure_sizes(todo, nstale + nfresh, errs);
+
+	for (i = 0; i < nstale + nfresh; i++) {
+		m = todo[i];
+		if (errs[i] != 0) {
 			/* Left for a later session; never a wrong size. */
+			errno = errs[i];
 			log_warn("cur/%s: not listed", safename(m->name));
 			m->flags |= MSG_SKIP;
 			continue;
 		}
-		if ((rv = index_insert(m)) != IDX_OK)
+		if (i < nstale)
+			rv = index_update_size(m) == 0 ? IDX_OK : IDX_FAIL;
+		else
+			rv = index_insert(m);
+		if (rv != IDX_OK)
 			goto fail;
 	}
 
-	if ((rv = index_exec("COMMIT")) != IDX_OK)
+	/*
+	 * cur/ as listed, for the next session to trust if it has not
+	 * changed: only when it had been still, and every file has a row.
+	 */
+	for (i = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].flags & MSG_SKIP)
+			break;
+	if ((rv = index_state_put("curstate", s->curquiet &&
+	    i == s->nmsgs ? &s->cur : NULL)) != IDX_OK ||
+	    (rv = index_exec("COMMIT")) != IDX_OK)
 		goto fail;
 	log_debug("index: %zu added, %zu dropped, %zu read again", nfresh,
 	    ndrop, nstale);
@@ -589,13 +673,15 @@ index_sync(struct session *s, uint32_t **orderp, size_t *nshown)
 			order[j++] = i;
 	*orderp = order;
 	free(drop);
-	free(fresh);
+	free(todo);
+	free(errs);
 	return (IDX_OK);
  fail:
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	free(order);
 	free(drop);
-	free(fresh);
+	free(todo);
+	free(errs);
 	return (rv);
 }
 
@@ -624,7 +710,7 @@ index_compact(struct session *s, uint32_t *order, size_t nshown)
 	}
 	s->nmsgs = nshown;
 	for (i = 0; i < s->nmsgs; i++)
-		s->msgs[i].flags &= ~(MSG_NEW | MSG_STALE);
+		s->msgs[i].flags &= ~(MSG_NEW | MSG_STALE | MSG_RENAMED);
 	/* New rowids pass the old; a foreign writer's may not. */
 	for (i = 1; i < s->nmsgs; i++) {
 		if (s->msgs[i].id <= s->msgs[i - 1].id) {
@@ -634,22 +720,103 @@ index_compact(struct session *s, uint32_t *order, size_t nshown)
 	}
 }
 
-int
-index_load(struct session *s)
+/*
+ * cur/ unchanged since a session listed it whole (index_sync): the rows
+ * are the messages, in id order, and neither the directory nor a file
+ * is read.  *done stays 0 to send the session the long way: cur/ has
+ * changed, or a row lacks its file name or has a size its name
+ * disputes.
+ */
+static int
+index_unchanged(struct session *s, int *done)
+{
+	struct filestate	 known;
+	struct row		 r;
+	struct msg		*m;
+	int			 rv, rc;
+
+	*done = 0;
+	if ((rv = index_exec("BEGIN")) != IDX_OK)
+		return (rv);
+	if ((rv = index_state_get("curstate", &known)) != IDX_OK ||
+	    known.size == -1 || memcmp(&known, &s->cur, sizeof(known)) != 0)
+		goto done;
+	while ((rv = index_row(&r)) == IDX_OK) {
+		if (r.name == NULL)
+			break;
+		if ((m = msgs_add(s)) == NULL) {
+			rv = IDX_FAIL;
+			break;
+		}
+		if ((m->name = arena_strdup(r.name)) == NULL ||
+		    (m->base = arena_strndup(r.name, r.baselen)) == NULL) {
+			log_warn("index: strdup");
+			rv = IDX_FAIL;
+			break;
+		}
+		if (index_take(m, &r) == -1) {
+			rv = IDX_FAIL;
+			break;
+		}
+		if (m->flags & MSG_STALE)
+			break;
+	}
+	if (rv == IDX_DONE) {
+		*done = 1;
+		rv = IDX_OK;
+	}
+ done:
+	sqlite3_reset(st_rows);
+	if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) !=
+	    SQLITE_OK && rv == IDX_OK) {
+		log_warnx("index: commit: %s", sqlite3_errmsg(db));
+		rv = index_status(rc);
+	}
+	if (rv != IDX_OK)
+		*done = 0;
+	if (!*done)
+		msgs_free(s);
+	return (rv);
+}
+
+/* The Maildir's messages, in order, each with its row. */
+static int
+index_maildir(struct session *s)
 {
 	uint32_t	*order;
 	size_t		 nshown;
-	int		 rv, tries;
+	int		 rv, done;
+
+	/* Not listed yet (a second try after a rebuild may have it). */
+	if (s->nmsgs == 0) {
+		if ((rv = index_unchanged(s, &done)) != IDX_OK)
+			return (rv);
+		if (done) {
+			log_debug("index: cur unchanged, %zu messages",
+			    s->nmsgs);
+			return (IDX_OK);
+		}
+		if (maildir_list(s) == -1)
+			return (IDX_FAIL);
+	}
+	if ((rv = index_sync(s, &order, &nshown)) != IDX_OK)
+		return (rv);
+	index_compact(s, order, nshown);
+	free(order);
+	return (IDX_OK);
+}
+
+int
+index_load(struct session *s)
+{
+	int	 rv, tries;
 
 	for (tries = 0; tries < 2; tries++) {
 		if ((rv = index_open()) == IDX_OK) {
 			if (s->type == MAILDROP_MBOX)
 				rv = mbox_sync(s);
-			else if ((rv = index_sync(s, &order, &nshown)) ==
-			    IDX_OK) {
-				index_compact(s, order, nshown);
-				free(order);
-			}
+			else
+				rv = index_maildir(s);
 			if (rv == IDX_OK)
 				return (0);
 		}
@@ -663,6 +830,13 @@ index_load(struct session *s)
 	}
 	log_warnx("index: unusable, session refused");
 	return (-1);
+}
+
+/* The page cache of the index: rebuilt from the file when needed. */
+void
+index_idle(void)
+{
+	sqlite3_db_release_memory(db);
 }
 
 /* Rows of the Maildir messages unlinked at QUIT, in one transaction. */
@@ -715,31 +889,87 @@ index_update_size(const struct msg *m)
 	return (0);
 }
 
-/* What the index knew of the mbox file; size -1 if nothing. */
-int
-index_mbox_state(struct mboxstate *ms)
+/* What the index knew of a file (mboxstate, curstate); size -1: nothing. */
+static int
+index_state_get(const char *table, struct filestate *fs)
 {
 	sqlite3_stmt	*st;
+	char		 sql[128];
 	int		 rc, rv;
 
-	ms->size = -1;
-	if ((rv = index_prepare("SELECT dev, ino, size, mtime, ctime "
-	    "FROM mboxstate WHERE id = 1", &st)) != IDX_OK)
+	fs->size = -1;
+	(void)snprintf(sql, sizeof(sql), "SELECT dev, ino, size, mtime, "
+	    "ctime FROM %s WHERE id = 1", table);
+	if ((rv = index_prepare(sql, &st)) != IDX_OK)
 		return (rv);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		ms->dev = sqlite3_column_int64(st, 0);
-		ms->ino = sqlite3_column_int64(st, 1);
-		ms->size = sqlite3_column_int64(st, 2);
-		ms->mtime = sqlite3_column_int64(st, 3);
-		ms->ctime = sqlite3_column_int64(st, 4);
+		fs->dev = sqlite3_column_int64(st, 0);
+		fs->ino = sqlite3_column_int64(st, 1);
+		fs->size = sqlite3_column_int64(st, 2);
+		fs->mtime = sqlite3_column_int64(st, 3);
+		fs->ctime = sqlite3_column_int64(st, 4);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		log_warnx("index: mboxstate: %s", sqlite3_errmsg(db));
+		log_warnx("index: %s: %s", table, sqlite3_errmsg(db));
 		return (index_status(rc));
 	}
 	return (IDX_OK);
+}
+
+/* Keep a file's identity, or with NULL forget it; in a transaction. */
+static int
+index_state_put(const char *table, const struct filestate *fs)
+{
+	sqlite3_stmt	*st;
+	char		 sql[128];
+	int		 rc, rv;
+
+	if (fs == NULL) {
+		(void)snprintf(sql, sizeof(sql), "DELETE FROM %s", table);
+		return (index_exec(sql));
+	}
+	(void)snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s (id, "
+	    "dev, ino, size, mtime, ctime) VALUES (1, ?, ?, ?, ?, ?)", table);
+	if ((rv = index_prepare(sql, &st)) != IDX_OK)
+		return (rv);
+	if ((rc = sqlite3_bind_int64(st, 1, fs->dev)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, fs->ino)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 3, fs->size)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 4, fs->mtime)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 5, fs->ctime)) != SQLITE_OK ||
+	    (rc = sqlite3_step(st)) != SQLITE_DONE) {
+		log_warnx("index: %s: %s", table, sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return (index_status(rc));
+	}
+	sqlite3_finalize(st);
+	return (IDX_OK);
+}
+
+/* A Maildir message's new file name. */
+static int
+index_rename(const struct msg *m)
+{
+	int	 rc;
+
+	if ((rc = sqlite3_bind_text(st_rename, 1, m->name, -1,
+	    SQLITE_STATIC)) == SQLITE_OK &&
+	    (rc = sqlite3_bind_int64(st_rename, 2, m->id)) == SQLITE_OK)
+		rc = sqlite3_step(st_rename);
+	sqlite3_reset(st_rename);
+	if (rc != SQLITE_DONE) {
+		log_warnx("index: rename: %s", sqlite3_errmsg(db));
+		return (index_status(rc));
+	}
+	return (IDX_OK);
+}
+
+int
+index_mbox_state(struct filestate *ms)
+{
+	return (index_state_get("mboxstate", ms));
 }
 
 /* The messages of an unchanged mbox, straight from the index. */
@@ -747,10 +977,9 @@ int
 index_mbox_rows(struct session *s)
 {
 	sqlite3_stmt	*st;
-	struct msg	*m, *tmp;
+	struct msg	*m;
 	const void	*hash;
 	const char	*uidl;
-	size_t		 cap = 0;
 	int		 rc, rv;
 
 	if ((rv = index_prepare("SELECT id, hash, uidl, size, fromoff, "
@@ -758,15 +987,6 @@ index_mbox_rows(struct session *s)
 		return (rv);
 	rv = IDX_FAIL;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (s->nmsgs == cap) {
-			cap = cap ? cap * 2 : 64;
-			if ((tmp = reallocarray(s->msgs, cap,
-			    sizeof(*s->msgs))) == NULL) {
-				log_warn("index: reallocarray");
-				goto done;
-			}
-			s->msgs = tmp;
-		}
 		hash = sqlite3_column_blob(st, 1);
 		uidl = (const char *)sqlite3_column_text(st, 2);
 		if (hash == NULL || sqlite3_column_bytes(st, 1) !=
@@ -775,8 +995,8 @@ index_mbox_rows(struct session *s)
 			rv = IDX_REBUILD;
 			goto done;
 		}
-		m = &s->msgs[s->nmsgs];
-		memset(m, 0, sizeof(*m));
+		if ((m = msgs_add(s)) == NULL)
+			goto done;
 		m->id = sqlite3_column_int64(st, 0);
 		memcpy(m->hash, hash, MBOX_HASHLEN);
 		m->size = sqlite3_column_int64(st, 3);
@@ -787,7 +1007,6 @@ index_mbox_rows(struct session *s)
 			log_warn("index: strdup");
 			goto done;
 		}
-		s->nmsgs++;
 	}
 	if (rc != SQLITE_DONE) {
 		log_warnx("index: mbox rows: %s", sqlite3_errmsg(db));
@@ -867,7 +1086,7 @@ index_mbox_old(struct mboxrow **rowsp, size_t *np)
  * removed) in file order, and the file's identity.
  */
 int
-index_mbox_store(struct session *s, const struct mboxstate *ms)
+index_mbox_store(struct session *s, const struct filestate *ms)
 {
 	sqlite3_stmt	*st = NULL;
 	struct msg	*m;
@@ -908,19 +1127,8 @@ index_mbox_store(struct session *s, const struct mboxstate *ms)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if ((rv = index_prepare("INSERT OR REPLACE INTO mboxstate (id, dev, "
-	    "ino, size, mtime, ctime) VALUES (1, ?, ?, ?, ?, ?)", &st)) !=
-	    IDX_OK)
+	if ((rv = index_state_put("mboxstate", ms)) != IDX_OK)
 		goto fail;
-	if ((rc = sqlite3_bind_int64(st, 1, ms->dev)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 2, ms->ino)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 3, ms->size)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 4, ms->mtime)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 5, ms->ctime)) != SQLITE_OK ||
-	    (rc = sqlite3_step(st)) != SQLITE_DONE)
-		goto stepfail;
-	sqlite3_finalize(st);
-	st = NULL;
 	if ((rv = index_exec("COMMIT")) != IDX_OK)
 		goto fail;
 	return (IDX_OK);

@@ -17,6 +17,9 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -200,15 +203,6 @@ session_end(struct session *s, const char *reason)
 	exit(0);
 }
 
-void
-msgs_free(struct session *s)
-{
-	free(s->msgs);
-	arena_free();
-	s->msgs = NULL;
-	s->nmsgs = 0;
-}
-
 /*
  * Asked to stop (pop3d is shutting down): honoured only while waiting
  * for a command, so an UPDATE under way always completes.
@@ -258,6 +252,7 @@ main(int argc, char *argv[])
 	    sigaction(SIGINT, &sa, NULL) == -1)
 		fatal("sigaction");
 	umask(077);
+	measure_init();
 
 	set_blocking(PROC_FD);
 	if (imsg_init(&ibuf, PROC_FD) == -1)
@@ -295,6 +290,11 @@ main(int argc, char *argv[])
 			refuse(&s, REPLY_TEMP, "mailbox unavailable");
 	}
 	log_debug("user %s: %zu messages", safename(s.user), s.nmsgs);
+	/* What loading took and an idle session does not need goes back. */
+	index_idle();
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 
 	/* The reply to PASS; the login process relays it. */
 	out_printf("+OK Logged in.\r\n");

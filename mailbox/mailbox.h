@@ -49,9 +49,10 @@ struct msg {
 #define MSG_DELETED	0x04		/* marked by DELE */
 #define MSG_REMOVED	0x08		/* gone in the UPDATE state */
 #define MSG_STALE	0x10		/* index row disagrees with the file */
+#define MSG_RENAMED	0x20		/* its name in the index is old */
 
-/* What the index knew of the mbox file: unchanged means not re-read. */
-struct mboxstate {
+/* What the index knew of the mbox file or of cur/ (filestate.c). */
+struct filestate {
 	int64_t		 dev;
 	int64_t		 ino;
 	int64_t		 size;
@@ -62,6 +63,7 @@ struct mboxstate {
 struct session {
 	struct msg	*msgs;		/* in message number order */
 	size_t		 nmsgs;
+	size_t		 msgcap;	/* room in msgs */
 	int		 type;		/* enum maildrop_type */
 	int		 fd;		/* client stream */
 	int		 timeout;	/* autologout, seconds */
@@ -71,14 +73,20 @@ struct session {
 	int		 implementation;	/* name it in CAPA */
 	char		 user[POP3D_NAMELEN];
 
+	/* Maildir only */
+	struct filestate cur;		/* cur/ before it was listed */
+	int		 curquiet;	/* and still for a while then */
+
 	/* mbox only */
 	int		 mboxfd;	/* locked, -1 if there is no file */
 	int		 keeperfd;	/* EOF tells the keeper to unlock */
 	pid_t		 keeper;	/* holds the dot-lock */
-	struct mboxstate mstate;	/* the file as this session read it */
+	struct filestate mstate;	/* the file as this session read it */
 };
 
-/* arena.c: the strings of the message list, freed with it */
+/* arena.c: the message list and its strings */
+struct msg *msgs_add(struct session *);
+void	 msgs_free(struct session *);
 char	*arena_strdup(const char *);
 char	*arena_strndup(const char *, size_t);
 void	 arena_free(void);
@@ -89,7 +97,6 @@ __attribute__((__noreturn__))
 void	 session_end(struct session *, const char *);
 __attribute__((__noreturn__))
 void	 refuse(struct session *, const char *, const char *);
-void	 msgs_free(struct session *);
 
 #define REPLY_TEMP	"-ERR [SYS/TEMP] Mailbox unavailable, try later."
 #define REPLY_PERM	"-ERR [SYS/PERM] Mailbox access refused."
@@ -97,11 +104,19 @@ void	 msgs_free(struct session *);
 
 /* maildir.c */
 int	 maildir_scan(struct session *);
+int	 maildir_list(struct session *);
 int	 maildir_size(const struct msg *, uint64_t *, int64_t *);
 int	 maildir_open(struct msg *);
 int	 maildir_update(struct session *);
 int64_t	 maildir_namesize(const char *);
 const char *safename(const char *);
+
+/* filestate.c */
+int	 filestate(int, struct filestate *);
+
+/* measure.c */
+void	 measure_init(void);
+void	 measure_sizes(struct msg **, size_t, int *);
 
 /* mboxlock.c: runs as root, ends chrooted as the user */
 void	 mbox_enter(struct session *, const struct mailbox_start *);
@@ -109,7 +124,6 @@ void	 mbox_release(struct session *);
 
 /* mbox.c */
 int	 mbox_sync(struct session *);
-int	 mbox_stat(int, struct mboxstate *);
 void	 mbox_uidl(const unsigned char *, int, char *, size_t);
 
 /* mboxupdate.c */
@@ -120,7 +134,8 @@ int	 mbox_update(struct session *);
 enum {
 	IDX_OK,
 	IDX_FAIL,		/* give up: the session fails, try later */
-	IDX_REBUILD		/* damaged or foreign: remove and start over */
+	IDX_REBUILD,		/* damaged or foreign: remove and start over */
+	IDX_DONE		/* index.c: past the last row */
 };
 struct mboxrow {
 	unsigned char	 hash[MBOX_HASHLEN];
@@ -128,13 +143,14 @@ struct mboxrow {
 	int64_t		 id;
 };
 int	 index_load(struct session *);
+void	 index_idle(void);
 int	 index_remove(struct session *);
 int	 index_update_size(const struct msg *);
 void	 index_close(void);
-int	 index_mbox_state(struct mboxstate *);
+int	 index_mbox_state(struct filestate *);
 int	 index_mbox_rows(struct session *);
 int	 index_mbox_old(struct mboxrow **, size_t *);
-int	 index_mbox_store(struct session *, const struct mboxstate *);
+int	 index_mbox_store(struct session *, const struct filestate *);
 /* uidl.c */
 int	 uidl_valid(const char *);
 void	 maildir_uidl(const char *, int, char *, size_t);

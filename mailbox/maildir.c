@@ -15,16 +15,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "mailbox.h"
 
+#define MAILDIR_STILL	2	/* seconds, past any timestamp's grain */
+
+#ifndef O_NOATIME
+#define O_NOATIME	0
+#endif
+
 static int	 maildir_mkdirs(void);
 static int	 maildir_path(char *, size_t, const char *, const char *);
 static int	 maildir_deliver(void);
-static int	 maildir_readcur(struct session *);
-static int	 maildir_msgopen(const char *);
+static int	 maildir_msgopen(const char *, int, struct stat *);
 static int	 maildir_find(struct msg *);
 static int	 maildir_unlink(struct msg *);
 static int	 maildir_synccur(void);
@@ -136,13 +142,13 @@ maildir_deliver(void)
 	return (rv);
 }
 
-static int
-maildir_readcur(struct session *s)
+/* The files of cur/, in s->msgs (empty until then). */
+int
+maildir_list(struct session *s)
 {
 	DIR		*d;
 	struct dirent	*de;
-	struct msg	*m, *tmp;
-	size_t		 cap = 0;
+	struct msg	*m;
 
 	if ((d = opendir("/cur")) == NULL) {
 		log_warn("opendir /cur");
@@ -151,68 +157,86 @@ maildir_readcur(struct session *s)
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.' || de->d_type == DT_DIR)
 			continue;
-		if (s->nmsgs == cap) {
-			cap = cap ? cap * 2 : 64;
-			if ((tmp = reallocarray(s->msgs, cap,
-			    sizeof(*s->msgs))) == NULL) {
-				log_warn("reallocarray");
-				goto fail;
-			}
-			s->msgs = tmp;
-		}
-		m = &s->msgs[s->nmsgs];
-		memset(m, 0, sizeof(*m));
+		if ((m = msgs_add(s)) == NULL)
+			goto fail;
 		if ((m->name = arena_strdup(de->d_name)) == NULL ||
 		    (m->base = arena_strndup(de->d_name,
 		    strcspn(de->d_name, ":"))) == NULL) {
 			log_warn("strdup");
 			goto fail;
 		}
-		s->nmsgs++;
 	}
 	if (errno != 0) {
 		log_warn("readdir /cur");
 		goto fail;
 	}
 	closedir(d);
+	log_debug("%zu files in cur", s->nmsgs);
 	return (0);
  fail:
 	closedir(d);
 	return (-1);
 }
 
+/*
+ * New mail moved to cur/, and cur/ as it is before anyone lists it: a
+ * change after this shows in its times, so the index may trust a cur/
+ * with the times it had.  A change within a timestamp's grain of the
+ * last would not show: only a cur/ untouched for MAILDIR_STILL seconds
+ * by our clock counts.
+ */
 int
 maildir_scan(struct session *s)
 {
-	if (maildir_mkdirs() == -1 || maildir_deliver() == -1 ||
-	    maildir_readcur(s) == -1)
+	struct timespec	 now;
+	int64_t		 still;
+	int		 fd;
+
+	if (maildir_mkdirs() == -1 || maildir_deliver() == -1)
 		return (-1);
-	log_debug("%zu files in cur", s->nmsgs);
+	if ((fd = open("/cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_warn("open /cur");
+		return (-1);
+	}
+	if (filestate(fd, &s->cur) == -1) {
+		log_warn("fstat /cur");
+		close(fd);
+		return (-1);
+	}
+	close(fd);
+	if (clock_gettime(CLOCK_REALTIME, &now) == -1)
+		fatal("clock_gettime");
+	still = ((int64_t)now.tv_sec - MAILDIR_STILL) * 1000000000LL +
+	    now.tv_nsec;
+	s->curquiet = s->cur.mtime < still && s->cur.ctime < still;
 	return (0);
 }
 
-/* Open a message file: a regular file, and never a FIFO that blocks. */
+/*
+ * Open a message file, a regular file: O_NONBLOCK keeps a FIFO from
+ * blocking open(2) and changes nothing on a regular file, so it stays.
+ */
 static int
-maildir_msgopen(const char *name)
+maildir_msgopen(const char *name, int flags, struct stat *sb)
 {
-	struct stat	 sb;
-	char		 path[PATH_MAX];
-	int		 fd, flags;
+	char	 path[PATH_MAX];
+	int	 fd;
 
 	if (maildir_path(path, sizeof(path), "/cur", name) == -1)
 		return (-1);
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC)) == -1)
+	flags |= O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	/* O_NOATIME is the owner's: a file of someone else opens without. */
+	if ((fd = open(path, flags)) == -1 && errno == EPERM &&
+	    (flags & O_NOATIME))
+		fd = open(path, flags & ~O_NOATIME);
+	if (fd == -1)
 		return (-1);
-	if (fstat(fd, &sb) == -1)
+	if (fstat(fd, sb) == -1)
 		goto fail;
-	if (!S_ISREG(sb.st_mode)) {
+	if (!S_ISREG(sb->st_mode)) {
 		errno = EINVAL;
 		goto fail;
 	}
-	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1)
-		goto fail;
 	return (fd);
  fail:
 	close(fd);
@@ -221,18 +245,20 @@ maildir_msgopen(const char *name)
 
 /*
  * The octets RETR will announce, and the file's own: the file read once,
- * transformed.
+ * transformed.  Counting is not reading the mail, so the access time
+ * stays.  Called from several threads at once (measure.c).
  */
 int
 maildir_size(const struct msg *m, uint64_t *size, int64_t *fsize)
 {
-	static unsigned char	 buf[MAILBOX_CHUNK];
-	struct xform		 x;
-	ssize_t			 n;
-	int64_t			 raw = 0;
-	int			 fd, saved;
+	unsigned char	 buf[MAILBOX_CHUNK];
+	struct stat	 sb;
+	struct xform	 x;
+	ssize_t		 n;
+	int64_t		 raw = 0;
+	int		 fd, saved;
 
-	if ((fd = maildir_msgopen(m->name)) == -1)
+	if ((fd = maildir_msgopen(m->name, O_NOATIME, &sb)) == -1)
 		return (-1);
 	xform_init(&x, 0);
 	for (;;) {
@@ -248,6 +274,9 @@ maildir_size(const struct msg *m, uint64_t *size, int64_t *fsize)
 			break;
 		raw += n;
 		xform_count(&x, buf, n);
+		/* Short of a full buffer at the size fstat(2) gave: the end. */
+		if ((size_t)n < sizeof(buf) && raw >= sb.st_size)
+			break;
 	}
 	xform_finish(&x, NULL);
 	close(fd);
@@ -317,11 +346,12 @@ maildir_find(struct msg *m)
 int
 maildir_open(struct msg *m)
 {
-	int	 fd;
+	struct stat	 sb;
+	int		 fd;
 
-	if ((fd = maildir_msgopen(m->name)) == -1 && errno == ENOENT &&
-	    maildir_find(m) == 0)
-		fd = maildir_msgopen(m->name);
+	if ((fd = maildir_msgopen(m->name, 0, &sb)) == -1 &&
+	    errno == ENOENT && maildir_find(m) == 0)
+		fd = maildir_msgopen(m->name, 0, &sb);
 	return (fd);
 }
 

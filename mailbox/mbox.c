@@ -58,7 +58,6 @@ struct parse {
 	int		 eof;
 
 	struct msg	*cur;		/* message being read */
-	size_t		 cap;
 	int		 inhead;	/* in the header */
 	int		 skiphdr;	/* this field is left out of the hash */
 	int		 prevempty;	/* the line before was empty */
@@ -91,24 +90,6 @@ static int	 uidl_number(const char *);
 static int	 cmp_msghash(const void *, const void *);
 static int	 cmp_rowhash(const void *, const void *);
 static int	 cmp_int(const void *, const void *);
-
-/* The file's identity as the index keeps it. */
-int
-mbox_stat(int fd, struct mboxstate *ms)
-{
-	struct stat	 sb;
-
-	if (fstat(fd, &sb) == -1)
-		return (-1);
-	ms->dev = (int64_t)sb.st_dev;
-	ms->ino = (int64_t)sb.st_ino;
-	ms->size = (int64_t)sb.st_size;
-	ms->mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000LL +
-	    sb.st_mtim.tv_nsec;
-	ms->ctime = (int64_t)sb.st_ctim.tv_sec * 1000000000LL +
-	    sb.st_ctim.tv_nsec;
-	return (0);
-}
 
 /* The unique-id of a hash, the nth of that hash in the mbox (from 1). */
 void
@@ -154,20 +135,8 @@ parse_fill(struct parse *p)
 static int
 parse_begin(struct parse *p)
 {
-	struct session	*s = p->s;
-	struct msg	*tmp;
-
-	if (s->nmsgs == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 64;
-		if ((tmp = reallocarray(s->msgs, p->cap,
-		    sizeof(*s->msgs))) == NULL) {
-			log_warn("mbox: reallocarray");
-			return (-1);
-		}
-		s->msgs = tmp;
-	}
-	p->cur = &s->msgs[s->nmsgs++];
-	memset(p->cur, 0, sizeof(*p->cur));
+	if ((p->cur = msgs_add(p->s)) == NULL)
+		return (-1);
 	p->cur->off = p->base + p->pos;
 	p->inhead = 1;
 	p->skiphdr = 0;
@@ -476,13 +445,13 @@ assign_uidls(struct session *s)
 int
 mbox_sync(struct session *s)
 {
-	struct mboxstate	 old;
+	struct filestate	 old;
 	int			 rv;
 
 	msgs_free(s);
 	if (s->mboxfd == -1)
 		return (IDX_OK);
-	if (mbox_stat(s->mboxfd, &s->mstate) == -1) {
+	if (filestate(s->mboxfd, &s->mstate) == -1) {
 		log_warn("mbox: fstat");
 		return (IDX_FAIL);
 	}

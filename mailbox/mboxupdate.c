@@ -290,7 +290,7 @@ int
 mbox_recover(struct session *s)
 {
 	struct journal		 j, j2;
-	struct mboxstate	 st;
+	struct filestate	 st;
 	struct piece		 pc[2];
 	char			 hdr[JOURNAL_HDR];
 	char			 sum[SHA256_DIGEST_STRING_LENGTH];
@@ -313,7 +313,7 @@ mbox_recover(struct session *s)
 		return (jr_setaside(jfd, "malformed"));
 	if (s->mboxfd == -1)
 		return (jr_setaside(jfd, "the mbox is gone"));
-	if (mbox_stat(s->mboxfd, &st) == -1) {
+	if (filestate(s->mboxfd, &st) == -1) {
 		log_warn("mbox: fstat");
 		close(jfd);
 		return (-1);
@@ -389,7 +389,7 @@ int
 mbox_update(struct session *s)
 {
 	struct journal		 j;
-	struct mboxstate	 st;
+	struct filestate	 st;
 	struct piece		*pc = NULL;
 	struct msg		*m;
 	uint64_t		 next, removed = 0, len, total = 0;
@@ -402,7 +402,7 @@ mbox_update(struct session *s)
 			break;
 	if (first == s->nmsgs || s->mboxfd == -1)
 		return (0);
-	if (mbox_stat(s->mboxfd, &st) == -1) {
+	if (filestate(s->mboxfd, &st) == -1) {
 		log_warn("mbox: fstat");
 		return (-1);
 	}
@@ -477,7 +477,7 @@ mbox_update(struct session *s)
 	}
 	s->deleted = ndel;
 	/* The index follows; if it cannot, the next session reads all. */
-	if (mbox_stat(s->mboxfd, &s->mstate) == -1 ||
+	if (filestate(s->mboxfd, &s->mstate) == -1 ||
 	    index_mbox_store(s, &s->mstate) != IDX_OK)
 		log_warnx("mbox: index not updated, rebuilt next time");
 	return (0);

@@ -1,7 +1,8 @@
 """Messages of every shape, in a Maildir and in an mbox: bare CR, CRLF
 already, NUL octets, no final newline, lines over 1,000 octets and one of
 a mebibyte, empty messages, no body, dots: LIST sizes, RETR and TOP byte
-for byte.  Then a 100 MiB message, streamed: RETR's octet count and hash
+for byte.  A first session over 1,500 of them, measured by several
+threads at once, some files unreadable: every size right.  Then a 100 MiB message, streamed: RETR's octet count and hash
 on the wire, TOP without reading it all, and the mailbox process's peak
 memory small throughout."""
 
@@ -67,6 +68,38 @@ def check_shapes(srv, kind, user, stored):
                     bad.append((k, got[:40], tw[:40]))
             T.check("%s %s: TOP %s" % (kind, desc, "/".join(map(str, TOPS))),
                     not bad, bad)
+        c.cmd(b"QUIT\r\n")
+        c.close()
+    srv.wait_sessions_done()
+
+
+def check_many(srv, user):
+    """A first session measures new files in threads (mailbox/measure.c,
+    from 512 files): the small shapes over and over, every 97th file
+    root's and unreadable to the user, so left out."""
+    small = [d for _, d in SHAPES if len(d) < 10000]
+    want = []
+    for i in range(1500):
+        name = "1750000%04d.M%dP2.many:2," % (i, i)
+        data = small[i % len(small)] + b"many %d\n" % i
+        if i % 97 == 0:
+            path = os.path.join(srv.user(user).maildir, "cur", name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, 0o600)
+            continue
+        srv.deliver(user, name, data, "cur")
+        want.append(len(M.transformed(data)))
+    with T.guard("many shapes"):
+        c, r = M.login_raw(srv, user)
+        T.check("1,500 files: login", r.startswith(b"+OK"), r)
+        c.send(b"LIST\r\n")
+        r = c.readline()
+        got = [int(line.split()[1]) for line in
+               c.multiline().split(b"\r\n")[:-2]]
+        T.check("1,500 files: the %d readable listed in name order, "
+                "each size right" % len(want), got == want,
+                (len(got), len(want)))
         c.cmd(b"QUIT\r\n")
         c.close()
     srv.wait_sessions_done()
@@ -169,7 +202,9 @@ def main():
     count = BIG // len(block)
     head = (b"From: big@example.org\nSubject: one hundred mebibytes\n"
             b"\nfirst body line\n")
-    with T.Server(users=[("alice", "alice-pw", "sha512")]) as srv:
+    with T.Server(users=[("alice", "alice-pw", "sha512"),
+                         ("bob", "bob-pw", "sha512")]) as srv:
+        check_many(srv, "bob")
         for i, (desc, data) in enumerate(SHAPES):
             srv.deliver("alice", "17000000%02d.M%dP1.shape" % (i, i), data,
                         "new" if i % 2 else "cur")

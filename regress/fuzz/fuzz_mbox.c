@@ -52,19 +52,9 @@ saved_free(void)
 	nsaved = 0;
 }
 
-/* mailbox.c's, which brings the whole session along. */
-void
-msgs_free(struct session *s)
-{
-	free(s->msgs);
-	arena_free();
-	s->msgs = NULL;
-	s->nmsgs = 0;
-}
-
 /* index.c's: an index that never saw this file. */
 int
-index_mbox_state(struct mboxstate *ms)
+index_mbox_state(struct filestate *ms)
 {
 	memset(ms, 0, sizeof(*ms));
 	return (IDX_OK);
@@ -101,7 +91,7 @@ index_mbox_old(struct mboxrow **rowsp, size_t *np)
 }
 
 int
-index_mbox_store(struct session *s, const struct mboxstate *ms)
+index_mbox_store(struct session *s, const struct filestate *ms)
 {
 	size_t	 i;
 

@@ -1,6 +1,7 @@
 /*
  * The system call sandboxes hold: a forbidden call ends the process,
- * opening a file or a socket fails, and the ordinary work goes on.
+ * opening a file or a socket fails, and the ordinary work goes on; the
+ * mailbox process may start threads, never processes.
  */
 
 #include <sys/types.h>
@@ -9,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +91,25 @@ do_work(void)
 	return (write(STDOUT_FILENO, "", 0) == 0 ? 0 : 1);
 }
 
+static void *
+thread_work(void *arg)
+{
+	return (arg);
+}
+
+static int
+do_thread(void)
+{
+	pthread_t	 t;
+	void		*ret;
+	int		 x;
+
+	if (pthread_create(&t, NULL, thread_work, &x) != 0 ||
+	    pthread_join(t, &ret) != 0)
+		return (1);
+	return (ret == &x ? 0 : 1);
+}
+
 static int
 killed(int status)
 {
@@ -110,6 +131,8 @@ main(void)
 	    do_socket) == 0);
 	check("login: ordinary work goes on", in_child(sandbox_login,
 	    do_work) == 0);
+	check("login: a thread kills", killed(in_child(sandbox_login,
+	    do_thread)));
 	check("mailbox: execve kills", killed(in_child(sandbox_mailbox,
 	    do_exec)));
 	check("mailbox: fork kills", killed(in_child(sandbox_mailbox,
@@ -118,5 +141,7 @@ main(void)
 	    do_socket) == 0);
 	check("mailbox: ordinary work goes on", in_child(sandbox_mailbox,
 	    do_work) == 0);
+	check("mailbox: a thread starts and ends", in_child(sandbox_mailbox,
+	    do_thread) == 0);
 	return (failed);
 }
