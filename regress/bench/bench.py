@@ -24,8 +24,9 @@ Scenarios (see regress/bench/loadgen.c):
                    doveadm auth cache flush, if it has one), each user
                    at most once
   retr             LIST and RETR of each of 2,000 messages, sizes checked
-  big1, big2       UIDL of 100,000 messages: first session without any
-                   index, then a second one
+  big1, big2, big3 UIDL of 100,000 messages: first session without any
+                   index, then a second one, then one after a new message
+                   (moved to cur/: the index cannot take cur/ unread)
   idle             200 logged-in sessions held; RSS and PSS of the server's
                    processes per session
 
@@ -886,13 +887,37 @@ def warm(maildir):
             f.read()
 
 
+NEWMAIL = "1999999999.V801Inew.bench.example"
+
+
+def drop_newmail(maildir):
+    """The message sc_big delivers, wherever a server moved it."""
+    for sub in ("new", "cur"):
+        d = os.path.join(maildir, sub)
+        for name in os.listdir(d):
+            if name.split(":")[0] == NEWMAIL:
+                os.unlink(os.path.join(d, name))
+
+
 def sc_big(srv, maildir):
+    """First session, second, then a third after one new message (which
+    goes again, and cur/ is left still for 2 s: the next server's
+    sessions must not find a cur/ just changed)."""
     wipe_indexes(maildir)
+    drop_newmail(maildir)
     out = {}
-    for which in ("first", "second"):
-        kv = loadgen(srv, ["uidl", "-u", "big", "-e", str(BIG_MSGS),
+    for which, n in (("first", BIG_MSGS), ("second", BIG_MSGS),
+                     ("newmail", BIG_MSGS + 1)):
+        if which == "newmail":
+            path = os.path.join(maildir, "new", NEWMAIL)
+            with open(path, "wb") as f:
+                f.write(b"Subject: new\n\none new message\n")
+            os.chown(path, MAIL_UID, MAIL_UID)
+        kv = loadgen(srv, ["uidl", "-u", "big", "-e", str(n),
                            "-n", "1", "-t", "0", "-T", "600"], 700)
         out[which] = kv
+    drop_newmail(maildir)
+    time.sleep(2.5)
     return out
 
 
@@ -974,6 +999,7 @@ ROWS = [
     ("  login reply..UIDL end ms", "big1", "uidl_ms", False, None),
     ("big 2nd: AUTH..UIDL end ms", "big2", "total_ms", False, 0.5),
     ("  login reply..UIDL end ms", "big2", "uidl_ms", False, None),
+    ("big 3rd, 1 new: AUTH..UIDL end ms", "big3", "total_ms", False, None),
     ("idle: RSS KiB/session", "idle", "rss_kib_per_session", False, 0.5),
     ("idle: PSS KiB/session", "idle", "pss_kib_per_session", False, None),
     ("idle: processes/session", "idle", "procs_per_session", False, None),
@@ -1162,8 +1188,10 @@ def main():
                             s.name, []).append(two["first"])
                         results.setdefault("big2", {}).setdefault(
                             s.name, []).append(two["second"])
-                        log("  " + short(two["first"]))
-                        log("  " + short(two["second"]))
+                        results.setdefault("big3", {}).setdefault(
+                            s.name, []).append(two["newmail"])
+                        for k in ("first", "second", "newmail"):
+                            log("  " + short(two[k]))
                         continue
                     elif sc == "idle":
                         kv = sc_idle(s)
