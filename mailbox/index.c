@@ -451,7 +451,8 @@ index_row(struct row *r)
 	if (r->base == NULL || r->uidl == NULL || r->size < 0 ||
 	    r->fsize < -1 || !uidl_valid(r->uidl) || (r->name != NULL &&
 	    (strncmp(r->name, r->base, len) != 0 ||
-	    (r->name[len] != ':' && r->name[len] != '\0')))) {
+	    (r->name[len] != ':' && r->name[len] != '\0') ||
+	    strchr(r->name, '/') != NULL))) {
 		log_warnx("index: malformed row");
 		return (IDX_REBUILD);
 	}

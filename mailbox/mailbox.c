@@ -126,7 +126,6 @@ void
 refuse(struct session *s, const char *reply, const char *reason)
 {
 	out_printf("%s\r\n", reply);
-	out_flush();
 	session_end(s, reason);
 }
 
@@ -172,7 +171,8 @@ maildrop_enter(struct session *s, const struct mailbox_start *ms)
 	if (fchdir(dfd) == -1)
 		fatal("fchdir %s", ms->maildrop);
 	privdrop(".", ms->uid, ms->gid);
-	/* dfd stays open: it holds the lock until we exit. */
+	/* dfd stays open: it holds the lock till the session ends. */
+	s->lockfd = dfd;
 	log_debug("user %s: in %s as uid %u", safename(s->user),
 	    ms->maildrop, (unsigned)ms->uid);
 }
@@ -182,13 +182,23 @@ session_end(struct session *s, const char *reason)
 {
 	struct mailbox_done	 done;
 
-	log_info("user %s logout (%s): retrieved %u, deleted %u, "
-	    "%llu octets sent", safename(s->user), reason, s->retrieved,
-	    s->deleted, (unsigned long long)out_bytes());
+	/*
+	 * The maildrop is let go before the last reply leaves, so a client
+	 * that logs in again at once finds it free.  A reply that cannot
+	 * be sent ends the session once more, from out_flush().
+	 */
 	index_close();
 	msgs_free(s);
 	if (s->type == MAILDROP_MBOX)
 		mbox_release(s);
+	else if (s->lockfd != -1) {
+		close(s->lockfd);
+		s->lockfd = -1;
+	}
+	out_flush();
+	log_info("user %s logout (%s): retrieved %u, deleted %u, "
+	    "%llu octets sent", safename(s->user), reason, s->retrieved,
+	    s->deleted, (unsigned long long)out_bytes());
 	close(s->fd);
 
 	memset(&done, 0, sizeof(done));
@@ -259,7 +269,7 @@ main(int argc, char *argv[])
 		fatal("imsg_init");
 
 	memset(&s, 0, sizeof(s));
-	s.mboxfd = s.keeperfd = -1;
+	s.mboxfd = s.keeperfd = s.lockfd = -1;
 	s.keeper = -1;
 	s.fd = recv_start(&ms);
 	s.type = ms.type;

@@ -74,6 +74,7 @@ struct session {
 	char		 user[POP3D_NAMELEN];
 
 	/* Maildir only */
+	int		 lockfd;	/* the maildrop, flock(2)ed */
 	struct filestate cur;		/* cur/ before it was listed */
 	int		 curquiet;	/* and still for a while then */
 

@@ -322,7 +322,7 @@ cmd_quit(struct session *s, const char *arg, size_t len)
 			out_printf("+OK Bye, %u messages deleted.\r\n",
 			    s->deleted);
 	}
-	out_flush();
+	/* The reply leaves from session_end(), the maildrop let go. */
 	session_end(s, "quit");
 }
 

@@ -1,5 +1,6 @@
 """One session per maildrop: a second login gets -ERR [IN-USE], the lock
-goes when its holder quits or is killed.  For mbox maildrops, the locks a
+goes when its holder quits or is killed, and before the reply to QUIT: a
+client that logs in again at once is never refused.  For mbox maildrops, the locks a
 local delivery agent sees: the dot-lock and fcntl/flock locks held for
 the whole session, a delivery that waits for the session, a session that
 waits for a delivery, and stale dot-locks."""
@@ -70,6 +71,26 @@ def test_in_use(srv, kind, count):
     srv.wait_sessions_done()
 
 
+def relogin(srv, kind, rounds=40):
+    """QUIT's +OK, then at once the next login, as a client polling in a
+    loop: the maildrop is free by the time the reply arrives."""
+    with T.guard("%s: login again right after QUIT" % kind):
+        bad = []
+        for i in range(rounds):
+            c, r = M.login_raw(srv, "alice")
+            if not r.startswith(b"+OK"):
+                bad.append((i, r))
+                c.close()
+                continue
+            r = c.cmd(b"QUIT\r\n")
+            c.close()
+            if not r.startswith(b"+OK"):
+                bad.append((i, r))
+        T.check("%s: %d logins, each right after the last QUIT: all +OK"
+                % (kind, rounds), not bad, bad[:3])
+    srv.wait_sessions_done()
+
+
 def maildir_tests():
     with T.Server(users=[("alice", "alice-pw"), ("bob", "bob-pw")]) as srv:
         for i in range(3):
@@ -77,6 +98,7 @@ def maildir_tests():
                         b"Subject: %d\n\nbody\n" % i)
         srv.deliver("bob", "1700000000.M1P1.lock", b"Subject: b\n\nb\n")
         test_in_use(srv, "Maildir", 3)
+        relogin(srv, "Maildir")
         with T.guard("Maildir: other users"):
             a, r = M.login_raw(srv, "alice")
             b, r2 = M.login_raw(srv, "bob")
@@ -229,6 +251,7 @@ def mbox_tests():
         for i in range(3):
             M.deliver_mbox(u.mbox, b"Subject: %d\n\nbody %d\n" % (i, i))
         test_in_use(srv, "mbox", 3)
+        relogin(srv, "mbox")
         delivery_waits(srv, u)
         session_waits(srv, u, True, False, "dot-lock")
         session_waits(srv, u, False, True, "fcntl and flock locks")
