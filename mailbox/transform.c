@@ -25,32 +25,40 @@ xform_init(struct xform *x, int stuff)
 	x->size = 0;
 }
 
-/* Writes at most 2 * len octets to out. */
+/*
+ * Writes at most 2 * len octets to out.  The octets between two LFs are
+ * copied in one piece: only a line's first octet and its end need care.
+ */
 size_t
 xform_chunk(struct xform *x, const unsigned char *in, size_t len,
     unsigned char *out)
 {
-	size_t		 i, o = 0, dots = 0;
-	unsigned char	 c;
+	const unsigned char	*p = in, *end = in + len, *lf;
+	size_t			 n, o = 0, dots = 0;
 
-	for (i = 0; i < len; i++) {
-		c = in[i];
-		if (c == '\n') {
-			/* The CR may have ended the previous chunk. */
-			if (!x->cr)
-				PUT('\r');
-			PUT('\n');
-			x->cr = 0;
-			x->bol = 1;
-			continue;
-		}
-		if (c == '.' && x->bol && x->stuff) {
+	while (p < end) {
+		if (x->bol && x->stuff && *p == '.') {
 			PUT('.');
 			dots++;
 		}
-		PUT(c);
-		x->cr = c == '\r';
-		x->bol = 0;
+		lf = memchr(p, '\n', end - p);
+		n = (lf != NULL ? lf : end) - p;
+		if (n > 0) {
+			if (out != NULL)
+				memcpy(out + o, p, n);
+			o += n;
+			x->cr = p[n - 1] == '\r';
+			x->bol = 0;
+		}
+		if (lf == NULL)
+			break;
+		/* The CR may have ended the previous chunk. */
+		if (!x->cr)
+			PUT('\r');
+		PUT('\n');
+		x->cr = 0;
+		x->bol = 1;
+		p = lf + 1;
 	}
 	if (len > 0)
 		x->empty = 0;

@@ -2,6 +2,9 @@
  * Fuzz target: mailbox/transform.c, the message-to-RETR transform.
  * The first input octets choose chunk boundaries, the rest is the
  * message.  Checked:
+ *  - the output is RFC 1939's, octet by octet: a CR before each LF
+ *    not after one, a "." before each line's leading ".", CRLF after
+ *    a last line without one;
  *  - any chunking gives the same bytes as one chunk, each chunk within
  *    its 2 * len octets and the finish within 2 (exact-size buffers);
  *  - counting with out == NULL gives the same lengths;
@@ -66,6 +69,31 @@ run(const uint8_t *in, size_t len, int stuff, const size_t *cuts,
 	r->size = x.size;
 }
 
+/* The same, one octet at a time, as simply as it can be said. */
+static void
+reference(const uint8_t *in, size_t len, struct result *r)
+{
+	size_t	 i;
+	int	 bol = 1;
+
+	if ((r->out = malloc(XFORM_OUTLEN(len))) == NULL)
+		abort();
+	r->len = 0;
+	for (i = 0; i < len; i++) {
+		if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+			r->out[r->len++] = '\r';
+		if (in[i] == '.' && bol)
+			r->out[r->len++] = '.';
+		r->out[r->len++] = in[i];
+		bol = in[i] == '\n';
+	}
+	if (len > 0 && in[len - 1] != '\n') {
+		if (in[len - 1] != '\r')
+			r->out[r->len++] = '\r';
+		r->out[r->len++] = '\n';
+	}
+}
+
 static int
 cmp_size(const void *a, const void *b)
 {
@@ -77,7 +105,7 @@ cmp_size(const void *a, const void *b)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
-	struct result	 wire, plain, one, count;
+	struct result	 wire, plain, one, count, ref;
 	size_t		 cuts[NSPLIT], i, j;
 	int		 ncuts, bol;
 	const uint8_t	*msg;
@@ -98,6 +126,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	run(msg, msglen, 1, NULL, 0, 0, &one);
 	run(msg, msglen, 0, cuts, ncuts, 0, &plain);
 	run(msg, msglen, 1, cuts, ncuts, 1, &count);
+	reference(msg, msglen, &ref);
+
+	FUZZ_ASSERT(wire.len == ref.len &&
+	    memcmp(wire.out, ref.out, wire.len) == 0);
 
 	/* Chunking and counting change nothing. */
 	FUZZ_ASSERT(wire.len == one.len &&
@@ -138,5 +170,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	free(plain.out);
 	free(one.out);
 	free(count.out);
+	free(ref.out);
 	return (0);
 }
