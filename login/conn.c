@@ -191,6 +191,9 @@ conn_event(int fd, short events, void *arg)
 void
 conn_pump(struct conn *c)
 {
+	size_t	 got;
+	int	 burst;
+
  again:
 	if (c->state == CONN_HANDSHAKE) {
 		switch (conn_handshake(c)) {
@@ -212,11 +215,18 @@ conn_pump(struct conn *c)
 	}
 	if (c->state == CONN_AUTHORIZATION)
 		authorization_input(c);
-	if (c->state == CONN_RELAY)
-		relay_pump(c);
-	if (conn_flush(c) == -1) {
-		conn_close(c);
-		return;
+	/*
+	 * A RETR fills the relay buffer many times over: keep moving it
+	 * while the client takes it all, a few times before the others.
+	 */
+	for (burst = 0;; burst++) {
+		got = c->state == CONN_RELAY ? relay_pump(c) : 0;
+		if (conn_flush(c) == -1) {
+			conn_close(c);
+			return;
+		}
+		if (got == 0 || c->out.len > 0 || burst == RELAY_BURST)
+			break;
 	}
 	if (c->state == CONN_STLS && c->out.len == 0) {
 		if (stls_start(c) == -1) {

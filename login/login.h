@@ -18,6 +18,7 @@
 #define LINE_MAX_SASL		1100	/* three 255-octet PLAIN fields, base64 */
 #define PREAUTH_BUFSIZE		2048
 #define RELAY_BUFSIZE		(16 * 1024)
+#define RELAY_BURST		8	/* buffers moved a wake-up, at most */
 
 struct tls;
 
@@ -119,7 +120,7 @@ void			 sasl_identity(struct conn *);
 
 /* relay.c */
 void			 relay_start(struct conn *, int);
-void			 relay_pump(struct conn *);
+size_t			 relay_pump(struct conn *);
 void			 relay_arm(struct conn *);
 void			 relay_close(struct conn *);
 

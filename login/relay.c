@@ -39,10 +39,12 @@ relay_event(int fd, short events, void *arg)
 	conn_pump(arg);
 }
 
-void
+/* Octets read from the mailbox come back, for conn_pump's burst. */
+size_t
 relay_pump(struct conn *c)
 {
 	ssize_t	 n;
+	size_t	 got = 0;
 
 	/* Client to mailbox. */
 	while (c->in.len > 0 && !c->mbox_wshut) {
@@ -74,11 +76,13 @@ relay_pump(struct conn *c)
 			break;
 		}
 		c->out.len += n;
+		got += n;
 	}
 	if (c->mbox_eof) {
 		relay_close(c);
 		c->state = CONN_CLOSING;
 	}
+	return (got);
 }
 
 /* Called once the client side has moved too: room may have appeared. */
