@@ -40,6 +40,15 @@ static const char *const index_files[] = {
 	INDEX_PATH "-journal"
 };
 
+/* A file's identity (filestate.c), one row: the mbox's or cur/'s. */
+#define STATE_COLUMNS \
+	"id INTEGER PRIMARY KEY CHECK (id = 1), " \
+	"dev INTEGER NOT NULL, " \
+	"ino INTEGER NOT NULL, " \
+	"size INTEGER NOT NULL, " \
+	"mtime INTEGER NOT NULL, " \
+	"ctime INTEGER NOT NULL)"
+
 static const char	 schema_mbox[] =
 	"CREATE TABLE mbox ("
 	"id INTEGER PRIMARY KEY, "
@@ -49,23 +58,10 @@ static const char	 schema_mbox[] =
 	"fromoff INTEGER NOT NULL, "
 	"msgstart INTEGER NOT NULL, "
 	"msgend INTEGER NOT NULL); "
-	"CREATE TABLE mboxstate ("
-	"id INTEGER PRIMARY KEY CHECK (id = 1), "
-	"dev INTEGER NOT NULL, "
-	"ino INTEGER NOT NULL, "
-	"size INTEGER NOT NULL, "
-	"mtime INTEGER NOT NULL, "
-	"ctime INTEGER NOT NULL)";
+	"CREATE TABLE mboxstate (" STATE_COLUMNS;
 
 /* Version 3: each message's file name, and cur/ when it was listed. */
-static const char	 schema_cur[] =
-	"CREATE TABLE curstate ("
-	"id INTEGER PRIMARY KEY CHECK (id = 1), "
-	"dev INTEGER NOT NULL, "
-	"ino INTEGER NOT NULL, "
-	"size INTEGER NOT NULL, "
-	"mtime INTEGER NOT NULL, "
-	"ctime INTEGER NOT NULL)";
+static const char	 schema_cur[] = "CREATE TABLE curstate (" STATE_COLUMNS;
 
 /* One row of st_rows; its strings last until the next step. */
 struct row {
@@ -162,7 +158,8 @@ index_int(const char *sql, int *v)
 
 /*
  * Create the tables, or bring those of version 1 (Maildir only, no file
- * sizes) to version 2 in place: its rows, unique-ids included, stay.
+ * sizes) or 2 (no file names, no curstate) to version 3 in place: the
+ * rows, unique-ids included, stay.
  */
 static int
 index_schema(void)
