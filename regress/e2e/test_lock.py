@@ -91,6 +91,19 @@ def relogin(srv, kind, rounds=40):
     srv.wait_sessions_done()
 
 
+def other_users(srv, kind):
+    with T.guard("%s: other users" % kind):
+        a, r = M.login_raw(srv, "alice")
+        b, r2 = M.login_raw(srv, "bob")
+        T.check("%s: alice's session does not lock bob out" % kind,
+                r.startswith(b"+OK") and r2.startswith(b"+OK"), r2)
+        a.cmd(b"QUIT\r\n")
+        b.cmd(b"QUIT\r\n")
+        a.close()
+        b.close()
+    srv.wait_sessions_done()
+
+
 def maildir_tests():
     with T.Server(users=[("alice", "alice-pw"), ("bob", "bob-pw")]) as srv:
         for i in range(3):
@@ -99,16 +112,7 @@ def maildir_tests():
         srv.deliver("bob", "1700000000.M1P1.lock", b"Subject: b\n\nb\n")
         test_in_use(srv, "Maildir", 3)
         relogin(srv, "Maildir")
-        with T.guard("Maildir: other users"):
-            a, r = M.login_raw(srv, "alice")
-            b, r2 = M.login_raw(srv, "bob")
-            T.check("Maildir: alice's session does not lock bob out",
-                    r.startswith(b"+OK") and r2.startswith(b"+OK"), r2)
-            a.cmd(b"QUIT\r\n")
-            b.cmd(b"QUIT\r\n")
-            a.close()
-            b.close()
-        srv.wait_sessions_done()
+        other_users(srv, "Maildir")
 
 
 def delivery_waits(srv, u):
@@ -258,16 +262,7 @@ def mbox_tests():
         stale_locks(srv, u)
         killed_releases(srv, u)
         lock_timeout(srv, u)
-        with T.guard("mbox: other users"):
-            a, r = M.login_raw(srv, "alice")
-            b, r2 = M.login_raw(srv, "bob")
-            T.check("mbox: alice's session does not lock bob out",
-                    r.startswith(b"+OK") and r2.startswith(b"+OK"), r2)
-            a.cmd(b"QUIT\r\n")
-            b.cmd(b"QUIT\r\n")
-            a.close()
-            b.close()
-        srv.wait_sessions_done()
+        other_users(srv, "mbox")
         T.check("server still running at the end", srv.alive(), "")
 
 
